@@ -1,0 +1,1 @@
+"""Infrastructure the pipeline runs on: a local Kafka broker, Shopify's published schema."""
