@@ -1,0 +1,46 @@
+# Tally: `make demo` runs the whole system; `make test` runs the test suite. Both set up first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test unit integration e2e lint kafka-up kafka-down kafka-status schema demo bench clean
+
+setup: $(STAMP) schema
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+schema: $(STAMP)
+	@$(BIN)/tally schema fetch
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: setup
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+kafka-up: $(STAMP)
+	$(BIN)/tally kafka up
+
+kafka-down: $(STAMP)
+	$(BIN)/tally kafka down
+
+kafka-status: $(STAMP)
+	$(BIN)/tally kafka status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

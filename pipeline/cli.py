@@ -1,0 +1,86 @@
+"""The ``tally`` command line: one entry point for every service and operator tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from pipeline.infra.local_kafka import KafkaStartError, from_env
+
+    broker = from_env()
+    try:
+        if args.action == "up":
+            print(f"kafka ready at {broker.up(timeout=args.timeout)}")
+        elif args.action == "down":
+            print("kafka stopped" if broker.down() else "kafka was not running")
+        elif args.action == "reset":
+            broker.reset()
+            print("kafka stopped and its data removed")
+        else:
+            print(broker.status())
+    except KafkaStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from pipeline.infra.shopify_schema import SchemaUnavailable, fetch
+
+    try:
+        print(f"Shopify Admin schemas in {fetch()}")
+    except SchemaUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
+    """Hand the remaining arguments to a service's own ``main(argv)``."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), func)(args.rest) or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tally",
+        description="Tally keeps one canonical inventory ledger per SKU per location and "
+        "makes Shopify show the true available-to-sell.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = sub.add_parser("kafka", help="run a local single-node Kafka broker (no Docker)")
+    kafka.add_argument("action", choices=["up", "down", "status", "reset"])
+    kafka.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for ready")
+    kafka.set_defaults(func=_kafka)
+
+    schema = sub.add_parser("schema", help="fetch Shopify's published Admin GraphQL schemas")
+    schema.add_argument("action", choices=["fetch"])
+    schema.set_defaults(func=_schema)
+
+    for name, module, text in _SERVICES:
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module))
+    return parser
+
+
+# Services with their own argument parsers: (command, module with main(argv), help).
+_SERVICES: list[tuple[str, str, str]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

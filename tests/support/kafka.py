@@ -1,0 +1,68 @@
+"""Small helpers for tests that talk to a real broker: unique topics, produce, consume."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4,
+                  config: dict[str, str] | None = None) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {})
+         for n in names]
+    )
+    for f in futures.values():
+        f.result(timeout=30)
+
+
+def topic_partitions(bootstrap: str, name: str) -> int:
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(name, timeout=10)
+    topic = md.topics.get(name)
+    if topic is None or topic.error is not None:
+        return 0
+    return len(topic.partitions)
+
+
+def producer(bootstrap: str) -> Producer:
+    # murmur2_random agrees with aiokafka/faust on the partition of a key.
+    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                     "enable.idempotence": True, "linger.ms": 5})
+
+
+def consume_all(bootstrap: str, topic: str, *, expect: int | None = None,
+                timeout: float = 30.0, idle: float = 2.0) -> list:
+    """Read a topic from the beginning until ``expect`` messages or ``idle`` s of silence."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": unique("reader"),
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if expect is None and out and time.monotonic() - last > idle:
+                    break
+                continue
+            if msg.error():
+                continue
+            out.append(msg)
+            last = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                break
+    finally:
+        consumer.close()
+    return out
