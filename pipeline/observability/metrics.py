@@ -1,0 +1,54 @@
+"""Every Prometheus metric Tally exports, in one place so names stay consistent.
+
+Conventions: ``tally_`` prefix, base units (seconds), counters end in ``_total``, never a SKU label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# End-to-end latency buckets around the 2 s freshness SLO.
+SLO_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+
+# -- worker: intake and ledger ------------------------------------------------------------------
+EVENTS_RECEIVED = Counter(
+    "tally_events_received_total", "Source events read from Kafka.", ["source"]
+)
+EVENTS_APPLIED = Counter(
+    "tally_events_applied_total", "Movements applied to the ledger.", ["source"]
+)
+EVENTS_DUPLICATE = Counter(
+    "tally_events_duplicate_total", "Movements ignored as already applied (dedupe).", ["source"]
+)
+EVENTS_REJECTED = Counter(
+    "tally_events_rejected_total", "Source events dead-lettered, by reason.", ["source", "reason"]
+)
+STALE_SNAPSHOTS = Counter(
+    "tally_stale_snapshots_total", "Snapshots ignored because a newer one was applied.", ["source"]
+)
+DEAD_LETTERS = Counter(
+    "tally_dead_letters_total", "Records written to the dead-letter topic.", ["service", "reason"]
+)
+UNMAPPED = Counter(
+    "tally_unmapped_sku_events_total", "Changes to SKUs with no Shopify inventory item mapping."
+)
+SAFETY_BUFFER_BREACHES = Counter(
+    "tally_safety_buffer_breaches_total", "Times the raw ATS fell below the safety buffer."
+)
+BELOW_ZERO = Counter(
+    "tally_ats_below_zero_total", "Times the raw ATS (before clamping) fell below zero."
+)
+PUSHES_EMITTED = Counter(
+    "tally_pushes_emitted_total", "ATS changes emitted to the Shopify-push topic."
+)
+ATS_COMPUTE_SECONDS = Histogram(
+    "tally_ats_computation_seconds", "Time to apply one movement and recompute ATS.",
+    buckets=FAST_BUCKETS,
+)
+LEDGER_LAG_SECONDS = Gauge(
+    "tally_consumer_lag_seconds", "Age of the newest record processed, by consumer.", ["consumer"]
+)
+CONSUMER_LAG_OFFSETS = Gauge(
+    "tally_consumer_lag_offsets", "Records not yet consumed, by consumer.", ["consumer"]
+)
