@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Services with their own argument parsers: (command, module with main(argv), help).
-_SERVICES: list[tuple[str, str, str]] = []
+_SERVICES: list[tuple[str, str, str]] = [
+    ("worker", "agents.worker", "run a ledger worker (faust): intake, dedupe, ledger, ATS"),
+    ("catalog", "pipeline.operations.catalog", "import the SKU to Shopify inventory item mapping"),
+    ("ledger", "pipeline.operations.ledger", "look up a SKU's ledger position at a branch"),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

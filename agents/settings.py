@@ -1,0 +1,55 @@
+"""Worker configuration, from environment variables (documented in docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.topics import Topics
+
+
+def bootstrap_from_env() -> str:
+    return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
+        "KAFKA_BOOTSTRAP", "127.0.0.1:9092"
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a ledger worker needs to start."""
+
+    bootstrap: str = field(default_factory=bootstrap_from_env)
+    app_id: str = field(default_factory=lambda: os.environ.get("TALLY_APP_ID", "tally-ledger"))
+    partitions: int = field(default_factory=lambda: int(os.environ.get("TALLY_PARTITIONS", "8")))
+    replication_factor: int = field(
+        default_factory=lambda: int(os.environ.get("TALLY_REPLICATION_FACTOR", "1"))
+    )
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("TALLY_DATA_DIR", ".tally/worker-data"))
+    )
+    locations_file: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("TALLY_LOCATIONS_FILE", "deploy/config/locations.example.toml")
+        )
+    )
+    web_host: str = field(default_factory=lambda: os.environ.get("TALLY_WEB_HOST", "127.0.0.1"))
+    web_port: int = field(default_factory=lambda: int(os.environ.get("TALLY_WEB_PORT", "6066")))
+    dedupe_retention_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_DEDUPE_RETENTION_SECONDS", "604800"))
+    )
+    unmapped_report_interval_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_UNMAPPED_REPORT_INTERVAL_SECONDS",
+                                                     "3600"))
+    )
+    block_cache_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("TALLY_ROCKSDB_BLOCK_CACHE_BYTES",
+                                                   str(32 * 1024 * 1024)))
+    )
+    standby_replicas: int = field(
+        default_factory=lambda: int(os.environ.get("TALLY_STANDBY_REPLICAS", "0"))
+    )
+    commit_interval_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))
+    )
+    topics: Topics = field(default_factory=Topics)

@@ -1,0 +1,265 @@
+"""The ledger worker: thin faust adapters around the pure ledger core.
+
+``intake`` reads every source topic as raw bytes, decodes and validates with the core, dead-letters
+rejects and re-keys good events to ``tally.movements.v1`` by ``sku@branch``. ``ledger`` owns the
+matching partitions of the RocksDB ``positions`` table and applies each movement once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.catalog_follower import CatalogFollower
+from agents.settings import WorkerSettings
+from pipeline.infra.kafka_topics import ensure_topics
+from pipeline.ledger.apply import ApplyContext, apply
+from pipeline.ledger.ats import available_to_sell
+from pipeline.ledger.decode import decode_event, load_schemas
+from pipeline.ledger.events import Rejection
+from pipeline.ledger.locations import Locations, load_locations
+from pipeline.ledger.movements import Movement, split_key, to_movements
+from pipeline.ledger.outputs import (
+    BelowZero,
+    Duplicate,
+    LowStock,
+    PublishAvailable,
+    ReportUnmapped,
+    SafetyBufferBreach,
+    StaleSnapshotIgnored,
+)
+from pipeline.ledger.position import LedgerPosition
+from pipeline.messages import DeadLetter
+from pipeline.observability import logs
+from pipeline.observability import metrics as m
+
+log = logging.getLogger("tally.worker")
+
+
+def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLetter:
+    original, encoding = DeadLetter.encode_original(raw or b"")
+    return DeadLetter(
+        reason=reason, detail=detail, source_topic=msg.topic, source_partition=msg.partition,
+        source_offset=msg.offset, original=original, original_encoding=encoding,
+        service="worker", at=time.time(),
+    )
+
+
+def position_view(position: LedgerPosition, locations: Locations) -> dict[str, Any]:
+    """The operator's view of one position: components, ATS with breakdown, version, times."""
+    rules = locations.rules(position.branch)
+    ats = available_to_sell(position, rules)
+    return {
+        "sku": position.sku,
+        "branch": position.branch,
+        "components": position.components(),
+        "pending_entries": len(position.pending),
+        "safety_buffer_override": position.safety_buffer_override,
+        "available_to_sell": ats.value,
+        "breakdown": ats.as_dict(),
+        "version": position.version,
+        "on_hand_as_of": position.on_hand_as_of,
+        "snapshot_as_of": dict(position.snapshot_as_of),
+        "last_applied": dict(position.last_applied),
+        "last_published_ats": position.last_published_ats,
+        "unpublished_since": position.unpublished_since,
+        "dedupe_marks": len(position.marks),
+    }
+
+
+def build_app(settings: WorkerSettings) -> faust.App:
+    """Create the faust app with its tables, agents and web pages."""
+    locations = load_locations(settings.locations_file)
+    schemas = load_schemas()
+    topics = settings.topics
+    system_of_topic = {topic: system for system, topic in topics.sources().items()}
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+    )
+    catalog = CatalogFollower(settings.bootstrap, topics.catalog)
+
+    def raw_topic(*names: str) -> faust.TopicT:
+        return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+    sources = raw_topic(*topics.sources().values())
+    movements = app.topic(topics.movements, key_serializer="raw", value_serializer="raw",
+                          partitions=settings.partitions)
+    push_topic = raw_topic(topics.shopify_push)
+    dlq = raw_topic(topics.dead_letter)
+    unmapped = raw_topic(topics.unmapped)
+    low_stock = raw_topic(topics.low_stock)
+    positions = app.Table(
+        "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+        options={"block_cache_size": settings.block_cache_bytes},
+    )
+
+    @app.task
+    async def follow_catalog() -> None:
+        await catalog.run()
+
+    @app.agent(sources)
+    async def intake(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            system = system_of_topic.get(msg.topic, "unknown")
+            m.EVENTS_RECEIVED.labels(system).inc()
+            raw = event.value if isinstance(event.value, bytes) else None
+            result = (
+                decode_event(raw, source_topic_system=system, known_locations=locations,
+                             schemas=schemas)
+                if raw is not None
+                else Rejection("empty_record", "the record has no value (tombstone)")
+            )
+            if isinstance(result, Rejection):
+                m.EVENTS_REJECTED.labels(system, result.code).inc()
+                m.DEAD_LETTERS.labels("worker", result.code).inc()
+                letter = dead_letter(result.code, result.detail, msg, raw)
+                await dlq.send(key=msg.key, value=letter.to_json())
+                continue
+            for movement in to_movements(result):
+                movement = movement.with_observed_at(msg.timestamp)
+                await movements.send(key=movement.key.encode(), value=movement.to_json())
+
+    async def publish(out: PublishAvailable, correlation_id: str) -> None:
+        push = out.to_push(emitted_at=time.time(), correlation_id=correlation_id)
+        await push_topic.send(key=push.key.encode(), value=push.to_json())
+        m.PUSHES_EMITTED.inc()
+
+    async def republish_current(position: LedgerPosition, correlation_id: str) -> None:
+        """After a redelivered (duplicate) movement, send the current value again: the push
+        emitted the first time may have been lost in a crash; the sink drops repeats."""
+        rules = locations.rules(position.branch)
+        mapping = catalog.catalog.mapping_for(rules, position.sku)
+        if mapping is None or not rules.fulfills_online or position.last_published_ats is None:
+            return
+        await publish(PublishAvailable(
+            sku=position.sku, branch=position.branch, shop=mapping.shop,
+            inventory_item_id=mapping.inventory_item_id, location_id=mapping.location_id,
+            available=position.last_published_ats, ledger_version=position.version,
+            oldest_event_at=position.unpublished_since or time.time(),
+        ), correlation_id)
+
+    @app.agent(movements)
+    async def ledger(stream: faust.StreamT) -> None:
+        await catalog.ready.wait()
+        async for event in stream.events():
+            msg = event.message
+            try:
+                movement = Movement.from_json(event.value)
+            except (ValueError, KeyError, TypeError) as exc:
+                m.DEAD_LETTERS.labels("worker", "bad_movement").inc()
+                await dlq.send(key=msg.key, value=dead_letter(
+                    "bad_movement", str(exc), msg, event.value).to_json())
+                continue
+            started = time.perf_counter()
+            key = msg.key
+            raw = positions.get(key)
+            position = LedgerPosition.from_json(raw) if raw is not None else None
+            rules = locations.rules(movement.branch)
+            ctx = ApplyContext(
+                now=time.time(), rules=rules,
+                mapping=catalog.catalog.mapping_for(rules, movement.sku),
+                dedupe_retention_s=settings.dedupe_retention_s,
+                unmapped_report_interval_s=settings.unmapped_report_interval_s,
+            )
+            new, outputs = apply(position, movement, ctx)
+            correlation_id = movement.mark
+            # Written even for a duplicate: a crash may have left the local store ahead of the
+            # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
+            positions[key] = new.to_json()
+            m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
+            await handle_outputs(outputs, new, movement, correlation_id)
+
+    async def handle_outputs(outputs: list[Any], position: LedgerPosition, movement: Movement,
+                             correlation_id: str) -> None:
+        duplicate = False
+        for out in outputs:
+            if isinstance(out, PublishAvailable):
+                await publish(out, correlation_id)
+            elif isinstance(out, Duplicate):
+                duplicate = True
+                m.EVENTS_DUPLICATE.labels(movement.source).inc()
+            elif isinstance(out, ReportUnmapped):
+                m.UNMAPPED.inc()
+                await unmapped.send(key=position.key.encode(), value=json.dumps({
+                    "sku": out.sku, "branch": out.branch, "shop": out.shop,
+                    "available": out.available, "at": time.time(),
+                }).encode())
+            elif isinstance(out, StaleSnapshotIgnored):
+                m.STALE_SNAPSHOTS.labels(movement.source).inc()
+            elif isinstance(out, SafetyBufferBreach):
+                m.SAFETY_BUFFER_BREACHES.inc()
+            elif isinstance(out, BelowZero):
+                m.BELOW_ZERO.inc()
+            elif isinstance(out, LowStock):
+                await low_stock.send(key=position.key.encode(), value=json.dumps(
+                    {k: getattr(out, k) for k in out.__slots__} | {"at": time.time()}
+                ).encode())
+        if duplicate:
+            await republish_current(position, correlation_id)
+        else:
+            m.EVENTS_APPLIED.labels(movement.source).inc()
+
+    @app.page("/ledger/{key}/")
+    @app.table_route(table=positions, match_info="key")
+    async def ledger_lookup(web: View, request: Request, key: str) -> Response:
+        raw = positions.get(key.encode())
+        if raw is None:
+            sku, branch = split_key(key)
+            return web.json({"error": f"no ledger position for {sku} at {branch}"}, status=404)
+        return web.json(position_view(LedgerPosition.from_json(raw), locations))
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: View, request: Request) -> Response:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: View, request: Request) -> Response:
+        recovered = app.tables.recovery.completed.is_set()
+        ready = catalog.ready.is_set() and recovered and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    app.tally_positions = positions  # type: ignore[attr-defined]
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tally worker``: create topics if needed, then run the faust worker."""
+    parser = argparse.ArgumentParser(prog="tally worker", description=main.__doc__)
+    parser.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info",
+                                                                "debug"])
+    args = parser.parse_args(list(argv or []))
+    settings = WorkerSettings()
+    logs.configure("worker")
+    ensure_topics(settings.bootstrap, settings.topics, settings.partitions,
+                  settings.replication_factor)
+    app = build_app(settings)
+    sys.argv = ["tally-worker", "worker", f"--loglevel={args.loglevel}",
+                f"--web-port={settings.web_port}", f"--web-host={settings.web_host}"]
+    app.main()
+    return 0

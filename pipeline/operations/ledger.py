@@ -1,0 +1,42 @@
+"""``tally ledger show SKU --location BRANCH``: print one ledger position from the worker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from pipeline.ledger.movements import ledger_key
+
+
+def fetch_position(base_url: str, sku: str, branch: str, timeout: float = 10.0) -> dict:
+    """GET the position from any worker; faust routes the request to the key's owner."""
+    key = urllib.parse.quote(ledger_key(sku, branch), safe="")
+    with urllib.request.urlopen(f"{base_url.rstrip('/')}/ledger/{key}/", timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tally ledger")
+    sub = parser.add_subparsers(dest="action", required=True)
+    show = sub.add_parser("show", help="a SKU's position at one branch, with its ATS breakdown")
+    show.add_argument("sku")
+    show.add_argument("--location", required=True, help="branch id")
+    show.add_argument("--worker", default=os.environ.get("TALLY_WORKER_URL",
+                                                         "http://127.0.0.1:6066"))
+    args = parser.parse_args(list(argv or []))
+    try:
+        view = fetch_position(args.worker, args.sku, args.location)
+    except urllib.error.HTTPError as exc:
+        print(f"error: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"error: worker at {args.worker} not reachable: {exc.reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(view, indent=2, sort_keys=True))
+    return 0
