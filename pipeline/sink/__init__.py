@@ -1,0 +1,1 @@
+"""Pure functional core of the Shopify sink (no Kafka, no HTTP, no clock). See docs/sink.md."""

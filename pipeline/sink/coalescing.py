@@ -1,0 +1,205 @@
+"""Coalescing: per (shop, item, location) only the newest ledger value is worth pushing.
+
+Each key has at most one *pending* entry (dirty, not yet sent) and at most one *in-flight* entry
+(in a batch awaiting Shopify's answer). A record whose ``ledger_version`` is not newer than what the
+key already holds (pending, in flight, or resolved) is superseded: it is counted and its Kafka
+offset rides on the entry that superseded it, so that offset becomes committable exactly when the
+superseding record is done. Hot keys therefore cost one push per flush, however fast they change.
+
+Time (``now``) is always an argument; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pipeline.messages import ShopifyPush
+from pipeline.sink.offsets import SourceRef
+
+
+class Offer(Enum):
+    """What happened to an offered record."""
+
+    ACCEPTED = "accepted"  # became (or replaced) the key's pending entry
+    SUPERSEDED = "superseded"  # older/equal version; rides on the entry that supersedes it
+    ALREADY_DONE = "already_done"  # not newer than a resolved version: its offset is done now
+
+
+@dataclass
+class Entry:
+    """The newest value for one key plus every source record it stands for."""
+
+    push: ShopifyPush
+    dirty_since: float  # when the key became dirty (adapter clock; flush timing only)
+    sources: list[SourceRef] = field(default_factory=list)
+    oldest_event_at: float = 0.0  # min over absorbed records: deterministic batch order
+    not_before: float | None = None  # parked (e.g. compare-and-set hold or read pending)
+
+    @property
+    def key(self) -> str:
+        return self.push.key
+
+    @property
+    def version(self) -> int:
+        return self.push.ledger_version
+
+    def sort_key(self) -> tuple[float, str]:
+        # Derived from record content only, so re-reading the same records after a crash yields
+        # the same order (and so the same batches and idempotency keys).
+        return (self.oldest_event_at, self.key)
+
+
+@dataclass
+class _Slot:
+    pending: Entry | None = None
+    in_flight: Entry | None = None
+    resolved_version: int | None = None
+
+
+@dataclass
+class Coalescer:
+    """Pending set for all shops. Mutable, deterministic, clock-free."""
+
+    slots: dict[str, _Slot] = field(default_factory=dict)
+    _by_shop: dict[str, set[str]] = field(default_factory=dict)  # shop -> keys with pending
+    superseded: int = 0
+
+    def seed_resolved(self, key: str, version: int) -> None:
+        """Tell the coalescer a version already acknowledged before (from the acks topic)."""
+        slot = self.slots.setdefault(key, _Slot())
+        if slot.resolved_version is None or version > slot.resolved_version:
+            slot.resolved_version = version
+
+    def offer(self, push: ShopifyPush, source: SourceRef | None, now: float) -> Offer:
+        """Absorb one record from the push topic."""
+        slot = self.slots.setdefault(push.key, _Slot())
+        refs = [source] if source is not None else []
+        v = push.ledger_version
+        if slot.resolved_version is not None and v <= slot.resolved_version:
+            self.superseded += 1
+            return Offer.ALREADY_DONE
+        if slot.pending is not None:
+            if v <= slot.pending.version:
+                slot.pending.sources.extend(refs)
+                slot.pending.oldest_event_at = min(
+                    slot.pending.oldest_event_at, push.oldest_event_at
+                )
+                self.superseded += 1
+                return Offer.SUPERSEDED
+            old = slot.pending
+            slot.pending = Entry(
+                push=push,
+                dirty_since=old.dirty_since,  # the key has been dirty since the first change
+                sources=[*old.sources, *refs],
+                oldest_event_at=min(old.oldest_event_at, push.oldest_event_at),
+                not_before=old.not_before,
+            )
+            self.superseded += 1
+            return Offer.ACCEPTED
+        if slot.in_flight is not None and v <= slot.in_flight.version:
+            slot.in_flight.sources.extend(refs)
+            self.superseded += 1
+            return Offer.SUPERSEDED
+        slot.pending = Entry(
+            push=push, dirty_since=now, sources=refs, oldest_event_at=push.oldest_event_at
+        )
+        self._by_shop.setdefault(push.shop, set()).add(push.key)
+        return Offer.ACCEPTED
+
+    # -- flush side -------------------------------------------------------------------------
+
+    def pending(self, shop: str) -> list[Entry]:
+        """All pending entries of a shop, in deterministic batch order."""
+        keys = self._by_shop.get(shop, set())
+        entries = [e for k in keys if (e := self.slots[k].pending) is not None]
+        return sorted(entries, key=Entry.sort_key)
+
+    def eligible(self, shop: str, now: float) -> list[Entry]:
+        """Pending entries that are not parked and whose key has nothing in flight."""
+        return [
+            e
+            for e in self.pending(shop)
+            if (e.not_before is None or e.not_before <= now) and self.slots[e.key].in_flight is None
+        ]
+
+    def oldest_dirty_age(self, shop: str, now: float) -> float | None:
+        ages = [now - e.dirty_since for e in self.eligible(shop, now)]
+        return max(ages) if ages else None
+
+    def shops(self) -> list[str]:
+        return sorted(s for s, keys in self._by_shop.items() if keys)
+
+    def take(self, keys: list[str]) -> list[Entry]:
+        """Move pending entries to in flight (they are in a batch now)."""
+        out: list[Entry] = []
+        for key in keys:
+            slot = self.slots[key]
+            entry = slot.pending
+            if entry is None or slot.in_flight is not None:
+                raise ValueError(f"{key} is not eligible to send")
+            slot.pending, slot.in_flight = None, entry
+            self._by_shop[entry.push.shop].discard(key)
+            out.append(entry)
+        return out
+
+    def park(self, key: str, until: float | None) -> None:
+        """Keep a pending entry out of batches until ``until`` (None = until ``unpark``)."""
+        entry = self.slots[key].pending
+        if entry is not None:
+            entry.not_before = float("inf") if until is None else until
+
+    def unpark(self, key: str) -> None:
+        entry = self.slots[key].pending
+        if entry is not None:
+            entry.not_before = None
+
+    def entry(self, key: str) -> Entry | None:
+        """The newest value for a key: pending if any, else in flight."""
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        return slot.pending or slot.in_flight
+
+    def resolve_pending(self, key: str) -> list[SourceRef]:
+        """A pending entry needs no push (already at that level, or dead-lettered)."""
+        slot = self.slots[key]
+        entry = slot.pending
+        if entry is None:
+            return []
+        slot.pending = None
+        self._by_shop[entry.push.shop].discard(key)
+        self._bump(slot, entry.version)
+        return entry.sources
+
+    def resolve(self, key: str) -> list[SourceRef]:
+        """The in-flight entry is done (acked or dead-lettered): its sources may be committed."""
+        slot = self.slots[key]
+        entry = slot.in_flight
+        if entry is None:
+            return []
+        slot.in_flight = None
+        self._bump(slot, entry.version)
+        return entry.sources
+
+    def requeue(self, key: str, not_before: float | None = None) -> None:
+        """Put the in-flight entry back to pending (retry); a newer pending value wins."""
+        slot = self.slots[key]
+        entry = slot.in_flight
+        if entry is None:
+            return
+        slot.in_flight = None
+        if slot.pending is not None:
+            newer = slot.pending
+            newer.sources = [*entry.sources, *newer.sources]
+            newer.dirty_since = min(newer.dirty_since, entry.dirty_since)
+            newer.oldest_event_at = min(newer.oldest_event_at, entry.oldest_event_at)
+        else:
+            entry.not_before = not_before
+            slot.pending = entry
+            self._by_shop.setdefault(entry.push.shop, set()).add(key)
+
+    @staticmethod
+    def _bump(slot: _Slot, version: int) -> None:
+        if slot.resolved_version is None or version > slot.resolved_version:
+            slot.resolved_version = version
