@@ -52,3 +52,48 @@ LEDGER_LAG_SECONDS = Gauge(
 CONSUMER_LAG_OFFSETS = Gauge(
     "tally_consumer_lag_offsets", "Records not yet consumed, by consumer.", ["consumer"]
 )
+
+# -- sink -----------------------------------------------------------------------------------------
+SHOPIFY_CALLS = Counter(
+    "tally_shopify_calls_total", "Calls to Shopify's Admin API, by shop and outcome.",
+    ["shop", "outcome"],
+)
+SHOPIFY_ITEMS_PUSHED = Counter(
+    "tally_shopify_items_pushed_total", "Item updates Shopify acknowledged, by shop and location.",
+    ["shop", "location"],
+)
+SHOPIFY_ITEMS_PER_CALL = Histogram(
+    "tally_shopify_items_per_call", "Quantities per inventorySetQuantities call.",
+    buckets=(1, 5, 10, 25, 50, 100, 150, 200, 250),
+)
+SHOPIFY_THROTTLED = Counter(
+    "tally_shopify_throttled_total", "Calls Shopify answered THROTTLED or 429.", ["shop"]
+)
+SHOPIFY_RETRIES = Counter(
+    "tally_shopify_retries_total", "Calls retried, by shop and reason.", ["shop", "reason"]
+)
+SHOPIFY_COST_AVAILABLE = Gauge(
+    "tally_shopify_cost_points_available", "Shopify's currentlyAvailable cost points.", ["shop"]
+)
+SHOPIFY_COST_SPENT = Counter(
+    "tally_shopify_cost_points_spent_total", "Actual query cost spent, by shop.", ["shop"]
+)
+PUSHES_SUPERSEDED = Counter(
+    "tally_pushes_superseded_total", "Push records dropped because a newer version arrived."
+)
+DRIFT_DETECTED = Counter(
+    "tally_drift_detected_total", "Differences between Shopify and the ledger, by cause.",
+    ["cause"],
+)
+END_TO_END_SECONDS = Histogram(
+    "tally_end_to_end_latency_seconds",
+    "From the oldest source event a value reflects to Shopify's acknowledgment.",
+    ["tier"], buckets=SLO_BUCKETS,
+)
+SINK_PENDING_KEYS = Gauge(
+    "tally_sink_pending_keys", "Keys waiting to be pushed, by shop.", ["shop"]
+)
+LAST_PUSH_TIMESTAMP = Gauge(
+    "tally_shopify_last_push_timestamp_seconds", "When Shopify last acknowledged a push.",
+    ["shop"],
+)
