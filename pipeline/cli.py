@@ -78,6 +78,7 @@ _SERVICES: list[tuple[str, str, str]] = [
     ("worker", "agents.worker", "run a ledger worker (faust): intake, dedupe, ledger, ATS"),
     ("catalog", "pipeline.operations.catalog", "import the SKU to Shopify inventory item mapping"),
     ("ledger", "pipeline.operations.ledger", "look up a SKU's ledger position at a branch"),
+    ("shopify-sim", "pipeline.shopify_sim.cli", "run the Shopify Admin API simulator"),
 ]
 
 
