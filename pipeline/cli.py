@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def service_module(name: str) -> str | None:
+    return next((module for n, module, _ in _SERVICES if n == name), None)
+
+
 # Services with their own argument parsers: (command, module with main(argv), help).
 _SERVICES: list[tuple[str, str, str]] = [
     ("worker", "agents.worker", "run a ledger worker (faust): intake, dedupe, ledger, ATS"),
@@ -83,6 +87,10 @@ _SERVICES: list[tuple[str, str, str]] = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Services parse their own arguments (argparse's REMAINDER would swallow a leading --help).
+    if argv and (module := service_module(argv[0])) is not None:
+        return _delegate(module)(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
