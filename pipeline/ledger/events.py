@@ -1,0 +1,139 @@
+"""Validated upstream events (the Python side of ``schemas/v1``) and rejections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Every event type Tally accepts from upstream, by producing system. A type added here needs a
+# schema in ``schemas/v1/events`` and a row in ``movements.EFFECTS``.
+EVENT_TYPES: dict[str, str] = {
+    "erp.on_hand_snapshot": "erp",
+    "erp.goods_receipt": "erp",
+    "erp.adjustment": "erp",
+    "erp.cycle_count": "erp",
+    "wms.allocation": "wms",
+    "wms.deallocation": "wms",
+    "wms.pick_confirmation": "wms",
+    "wms.receipt": "wms",
+    "pos.sale": "pos",
+    "pos.return": "pos",
+    "pos.void": "pos",
+    "3pl.on_hand_snapshot": "3pl",
+    "3pl.shipment": "3pl",
+}
+SOURCES: frozenset[str] = frozenset({"erp", "wms", "pos", "3pl", "shopify", "tally"})
+MAX_QUANTITY = 1_000_000
+
+# Optional, type-specific fields of SourceEvent, in the order they are serialized.
+_OPTIONAL = (
+    "as_of",
+    "delta",
+    "reason",
+    "stock_state",
+    "disposition",
+    "voided_transaction_id",
+    "voided_line",
+    "to_location",
+    "purchase_order",
+    "pick_task_id",
+    "asn",
+    "register_id",
+    "original_transaction_id",
+    "facility_id",
+    "order_reference",
+    "meta",
+)
+
+
+def parse_time(value: str) -> float:
+    """RFC 3339 timestamp → epoch seconds. Raises ValueError when it has no offset."""
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without offset: {value!r}")
+    return dt.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """One validated line of an upstream transaction (any ``EVENT_TYPES`` type).
+
+    Timestamps keep their original RFC 3339 text (so examples round-trip) and carry parsed epoch
+    seconds in ``occurred_ts`` / ``as_of_ts``.
+    """
+
+    schema_version: str
+    type: str
+    source: str
+    transaction_id: str
+    line: int
+    occurred_at: str
+    sku: str
+    location: str
+    quantity: int
+    as_of: str | None = None
+    delta: int | None = None
+    reason: str | None = None
+    stock_state: str | None = None
+    disposition: str | None = None
+    voided_transaction_id: str | None = None
+    voided_line: int | None = None
+    to_location: str | None = None
+    purchase_order: str | None = None
+    pick_task_id: str | None = None
+    asn: str | None = None
+    register_id: str | None = None
+    original_transaction_id: str | None = None
+    facility_id: str | None = None
+    order_reference: str | None = None
+    meta: dict[str, Any] | None = None
+    occurred_ts: float = field(default=0.0, compare=False)
+    as_of_ts: float | None = field(default=None, compare=False)
+
+    @property
+    def mark(self) -> str:
+        """Idempotency key: source system + transaction ID + line."""
+        return f"{self.source}:{self.transaction_id}:{self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (omits absent optional fields and the parsed timestamps)."""
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "type": self.type,
+            "source": self.source,
+            "transaction_id": self.transaction_id,
+            "line": self.line,
+            "occurred_at": self.occurred_at,
+            "sku": self.sku,
+            "location": self.location,
+            "quantity": self.quantity,
+        }
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceEvent:
+        """Build from an already schema-valid dict. Raises ValueError on a bad timestamp."""
+        as_of = data.get("as_of")
+        return cls(
+            **{k: data[k] for k in data if k in _FIELDS},
+            occurred_ts=parse_time(data["occurred_at"]),
+            as_of_ts=parse_time(as_of) if as_of is not None else None,
+        )
+
+
+_FIELDS = frozenset(SourceEvent.__dataclass_fields__) - {"occurred_ts", "as_of_ts"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an upstream record cannot be used. ``code`` is the dead-letter ``reason``."""
+
+    code: str  # malformed_json | not_utf8 | not_an_object | too_large | schema_violation | …
+    detail: str
+    event_type: str | None = None
+    mark: str | None = None

@@ -1,0 +1,136 @@
+"""A compiled fast path for the JSON Schema subset Tally's event schemas use.
+
+``jsonschema`` takes ~280 µs per event for these schemas; the hot path needs a few µs. This compiles
+the same schema files into plain predicates. It supports only the keywords below and refuses
+anything else (the caller then falls back to ``jsonschema``). A hypothesis test checks it agrees
+with ``jsonschema`` on arbitrary documents, and ``jsonschema`` still explains every rejection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Check = Callable[[Any], bool]
+
+_ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment"}
+_SUPPORTED = _ANNOTATIONS | {
+    "type", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "not",
+    "required", "properties", "allOf", "$ref", "unevaluatedProperties", "maxProperties",
+}  # fmt: skip
+
+
+class Unsupported(ValueError):
+    """The schema uses a keyword the fast path does not implement."""
+
+
+def _is_integer(x: Any) -> bool:
+    # JSON Schema: 3.0 is an integer; booleans are not numbers.
+    t = type(x)
+    return t is int or (t is float and x.is_integer())
+
+
+def _is_number(x: Any) -> bool:
+    t = type(x)
+    return t is int or t is float
+
+
+_TYPES: dict[str, Check] = {
+    "object": lambda x: type(x) is dict,
+    "string": lambda x: type(x) is str,
+    "integer": _is_integer,
+    "number": _is_number,
+    "boolean": lambda x: type(x) is bool,
+    "array": lambda x: type(x) is list,
+    "null": lambda x: x is None,
+}
+
+
+def compile_schema(
+    schema: Mapping[str, Any], resolve: Callable[[str, str], Mapping[str, Any]], base_uri: str = ""
+) -> Check:
+    """Compile ``schema``; ``resolve(base_uri, ref)`` returns the referenced schema document."""
+    base = str(schema.get("$id", base_uri))
+    unknown = set(schema) - _SUPPORTED
+    if unknown:
+        raise Unsupported(f"keywords {sorted(unknown)}")
+    checks: list[Check] = []
+    # Names evaluated by this schema and its allOf/$ref subschemas (for unevaluatedProperties).
+    evaluated: set[str] = set(schema.get("properties", {}))
+
+    def sub(s: Mapping[str, Any]) -> Check:
+        return compile_schema(s, resolve, base)
+
+    if "$ref" in schema:
+        target = resolve(base, schema["$ref"])
+        checks.append(compile_schema(target, resolve, str(target.get("$id", base))))
+        evaluated |= set(target.get("properties", {}))
+    for part in schema.get("allOf", ()):
+        checks.append(sub(part))
+        if "$ref" in part:
+            evaluated |= set(resolve(base, part["$ref"]).get("properties", {}))
+        evaluated |= set(part.get("properties", {}))
+    if "type" in schema:
+        if not isinstance(schema["type"], str):
+            raise Unsupported("type lists")
+        checks.append(_TYPES[schema["type"]])
+    if "const" in schema:
+        c = schema["const"]
+        if isinstance(c, str):
+            checks.append(lambda x, c=c: type(x) is str and x == c)
+        elif type(c) is int:
+            checks.append(lambda x, c=c: _is_number(x) and x == c)
+        else:
+            raise Unsupported("const of this type")
+    if "enum" in schema:
+        values = schema["enum"]
+        if not all(isinstance(v, str) for v in values):
+            raise Unsupported("non-string enum")
+        allowed = frozenset(values)
+        checks.append(lambda x, allowed=allowed: type(x) is str and x in allowed)
+    if "pattern" in schema:
+        search = re.compile(schema["pattern"]).search  # JSON Schema patterns are unanchored
+        checks.append(lambda x, search=search: type(x) is not str or search(x) is not None)
+    if "minLength" in schema:
+        n = schema["minLength"]
+        checks.append(lambda x, n=n: type(x) is not str or len(x) >= n)
+    if "maxLength" in schema:
+        n = schema["maxLength"]
+        checks.append(lambda x, n=n: type(x) is not str or len(x) <= n)
+    if "minimum" in schema:
+        lo = schema["minimum"]
+        checks.append(lambda x, lo=lo: not _is_number(x) or x >= lo)
+    if "maximum" in schema:
+        hi = schema["maximum"]
+        checks.append(lambda x, hi=hi: not _is_number(x) or x <= hi)
+    if "not" in schema:
+        inner = sub(schema["not"])
+        checks.append(lambda x, inner=inner: not inner(x))
+    if "required" in schema:
+        required = tuple(schema["required"])
+        checks.append(lambda x, r=required: type(x) is not dict or all(k in x for k in r))
+    if "maxProperties" in schema:
+        n = schema["maxProperties"]
+        checks.append(lambda x, n=n: type(x) is not dict or len(x) <= n)
+    if "properties" in schema:
+        props = {name: sub(s) for name, s in schema["properties"].items()}
+
+        def check_properties(x: Any) -> bool:
+            if type(x) is not dict:
+                return True
+            for name, value in x.items():
+                check = props.get(name)
+                if check is not None and not check(value):
+                    return False
+            return True
+
+        checks.append(check_properties)
+    if "unevaluatedProperties" in schema:
+        if schema["unevaluatedProperties"] is not False:
+            raise Unsupported("unevaluatedProperties other than false")
+        names = frozenset(evaluated)
+        checks.append(lambda x, names=names: type(x) is not dict or names.issuperset(x))
+
+    all_checks = tuple(checks)
+    return lambda x: all(check(x) for check in all_checks)

@@ -1,0 +1,224 @@
+"""Re-keying: one ``SourceEvent`` → ``Movement``s, each for exactly one ``sku@branch``.
+
+A Movement says what to do to one ledger position and carries its dedupe mark. It travels on the
+internal ``tally.movements.v1`` topic keyed by ``Movement.key``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline.ledger.events import SourceEvent
+
+# Ledger components. FOLDABLE ones are changed by deltas that the on-hand owner's next snapshot
+# will include, so they are kept as pending entries until a snapshot covers them.
+ON_HAND = "on_hand"
+PENDING_SALES = "pending_sales"
+ALLOCATED = "allocated"
+OPEN_ORDERS = "open_orders"
+RESERVATIONS = "reservations"
+DAMAGED = "damaged"
+QUALITY_CONTROL = "quality_control"
+QUARANTINE = "quarantine"
+IN_TRANSIT = "in_transit"
+COMPONENTS = (
+    ON_HAND, PENDING_SALES, ALLOCATED, OPEN_ORDERS, RESERVATIONS,
+    DAMAGED, QUALITY_CONTROL, QUARANTINE, IN_TRANSIT,
+)  # fmt: skip
+FOLDABLE = frozenset({ON_HAND, PENDING_SALES})
+UNSELLABLE = (DAMAGED, QUALITY_CONTROL, QUARANTINE)
+
+OP_DELTA = "delta"
+OP_SNAPSHOT = "snapshot"
+OP_SET_SAFETY_BUFFER = "set_safety_buffer"
+
+ROLE_RECEIPT = "receipt"
+
+Changes = tuple[tuple[str, int], ...]  # (component, signed units per unit of quantity)
+# A leg: (suffix for the mark, which event field names the branch, component changes).
+Leg = tuple[str, str, Changes]
+
+# Plain delta types: how one unit of `quantity` changes each component. Omnichannel rows have no
+# upstream schema yet; adding their schema makes them flow with no change to the core.
+EFFECTS: dict[str, tuple[Leg, ...]] = {
+    "erp.goods_receipt": (("", "location", ((ON_HAND, 1),)),),
+    "wms.receipt": (("", "location", ((ON_HAND, 1),)),),
+    "wms.allocation": (("", "location", ((ALLOCATED, 1),)),),
+    "wms.deallocation": (("", "location", ((ALLOCATED, -1),)),),
+    "wms.pick_confirmation": (("", "location", ((ALLOCATED, -1), (ON_HAND, -1))),),
+    "pos.sale": (("", "location", ((PENDING_SALES, 1),)),),
+    # A void gives the units back. As a pending credit with the void's own time it is right
+    # whether or not the sale was already folded into a snapshot (see docs/ledger.md).
+    "pos.void": (("", "location", ((PENDING_SALES, -1),)),),
+    "3pl.shipment": (("", "location", ((ON_HAND, -1),)),),
+    # Omnichannel (Shopify orders, soft reservations, transfers).
+    "shopify.order_placed": (("", "location", ((OPEN_ORDERS, 1),)),),
+    "shopify.order_cancelled": (("", "location", ((OPEN_ORDERS, -1),)),),
+    "shopify.order_fulfilled": (("", "location", ((OPEN_ORDERS, -1), (ON_HAND, -1))),),
+    "shopify.order_refunded": (("", "location", ((ON_HAND, 1),)),),  # refund with restock
+    "tally.reservation_created": (("", "location", ((RESERVATIONS, 1),)),),
+    "tally.reservation_released": (("", "location", ((RESERVATIONS, -1),)),),
+    "tally.reservation_expired": (("", "location", ((RESERVATIONS, -1),)),),
+    "tally.reservation_confirmed": (("", "location", ((RESERVATIONS, -1), (OPEN_ORDERS, 1))),),
+    "transfer.out": (
+        ("from", "location", ((ON_HAND, -1),)),
+        ("to", "to_location", ((IN_TRANSIT, 1),)),
+    ),
+    "transfer.receipt": (("to", "to_location", ((IN_TRANSIT, -1), (ON_HAND, 1))),),
+    "transfer.cancel": (
+        ("from", "location", ((ON_HAND, 1),)),
+        ("to", "to_location", ((IN_TRANSIT, -1),)),
+    ),
+}
+SNAPSHOT_TYPES = frozenset({"erp.on_hand_snapshot", "erp.cycle_count", "3pl.on_hand_snapshot"})
+RECEIPT_TYPES = frozenset({"erp.goods_receipt", "wms.receipt"})
+_RETURN_STATE = {"damaged": DAMAGED, "quality_control": QUALITY_CONTROL, "quarantine": QUARANTINE}
+
+
+def ledger_key(sku: str, branch: str) -> str:
+    """The ledger's key and the movements topic's record key."""
+    return f"{sku}@{branch}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``ledger_key`` inverse: (sku, branch). SKUs never contain '@' (schema)."""
+    sku, _, branch = key.rpartition("@")
+    return sku, branch
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """What one source line does to one ``sku@branch`` position.
+
+    ``op`` is ``delta`` (add ``changes``), ``snapshot`` (set on hand to ``quantity`` as of
+    ``as_of``) or ``set_safety_buffer`` (``quantity``; negative clears the override).
+    ``observed_at`` is set by the adapter from the Kafka timestamp (``with_observed_at``).
+    """
+
+    sku: str
+    branch: str
+    mark: str  # source:transaction_id:line[#leg]; applied at most once per position
+    source: str
+    type: str
+    occurred_at: float
+    op: str = OP_DELTA
+    changes: Changes = ()
+    quantity: int = 0
+    as_of: float | None = None
+    role: str = ""  # "receipt": counts only if source is the branch's receipt source
+    reverses: str | None = None  # mark of the line this one reverses (a sale line for pos.void)
+    observed_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return ledger_key(self.sku, self.branch)
+
+    def with_observed_at(self, observed_at: float) -> Movement:
+        return replace(self, observed_at=observed_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": 1,
+            "sku": self.sku,
+            "branch": self.branch,
+            "mark": self.mark,
+            "source": self.source,
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "op": self.op,
+        }
+        if self.changes:
+            out["changes"] = dict(self.changes)
+        if self.quantity:
+            out["quantity"] = self.quantity
+        for name in ("as_of", "reverses", "observed_at"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.role:
+            out["role"] = self.role
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Movement:
+        return cls(
+            sku=d["sku"],
+            branch=d["branch"],
+            mark=d["mark"],
+            source=d["source"],
+            type=d["type"],
+            occurred_at=float(d["occurred_at"]),
+            op=d.get("op", OP_DELTA),
+            changes=tuple((str(k), int(v)) for k, v in d.get("changes", {}).items()),
+            quantity=int(d.get("quantity", 0)),
+            as_of=d.get("as_of"),
+            role=d.get("role", ""),
+            reverses=d.get("reverses"),
+            observed_at=d.get("observed_at"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Movement:
+        return cls.from_dict(json.loads(raw))
+
+
+def to_movements(event: SourceEvent) -> list[Movement]:
+    """Split a validated event into one Movement per affected ``sku@branch``."""
+    q = event.quantity
+    base = {
+        "sku": event.sku,
+        "source": event.source,
+        "type": event.type,
+        "occurred_at": event.occurred_ts,
+    }
+    t = event.type
+    if t in SNAPSHOT_TYPES:
+        return [
+            Movement(
+                branch=event.location,
+                mark=event.mark,
+                op=OP_SNAPSHOT,
+                quantity=q,
+                as_of=event.as_of_ts,
+                **base,
+            )
+        ]
+    if t == "erp.adjustment":
+        delta = event.delta if event.delta is not None else 0
+        changes: Changes = ((ON_HAND, delta),)
+        state = _RETURN_STATE.get(event.stock_state or "sellable")
+        if state:  # adjusting unsellable stock moves on hand and that state together
+            changes = ((ON_HAND, delta), (state, delta))
+        return [Movement(branch=event.location, mark=event.mark, changes=changes, **base)]
+    if t == "pos.return":
+        state = _RETURN_STATE.get(event.disposition or "restock")
+        changes = ((ON_HAND, q), (state, q)) if state else ((ON_HAND, q),)
+        return [Movement(branch=event.location, mark=event.mark, changes=changes, **base)]
+    legs = EFFECTS.get(t)
+    if legs is None:
+        raise ValueError(f"no ledger effect for event type {t!r}")
+    reverses = None
+    if t == "pos.void":
+        reverses = f"pos:{event.voided_transaction_id}:{event.voided_line or 1}"
+    role = ROLE_RECEIPT if t in RECEIPT_TYPES else ""
+    out = []
+    for suffix, field_name, unit_changes in legs:
+        branch = getattr(event, field_name)
+        if branch is None:
+            raise ValueError(f"{t} needs {field_name}")
+        out.append(
+            Movement(
+                branch=branch,
+                mark=f"{event.mark}#{suffix}" if len(legs) > 1 else event.mark,
+                changes=tuple((c, s * q) for c, s in unit_changes),
+                role=role,
+                reverses=reverses,
+                **base,
+            )
+        )
+    return out

@@ -1,0 +1,118 @@
+"""``LedgerPosition``: the canonical record for one ``sku@branch`` (one faust table value)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from pipeline.ledger.movements import COMPONENTS, ON_HAND, PENDING_SALES, ledger_key
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_CODE = {ON_HAND: "o", PENDING_SALES: "s"}
+_COMPONENT_OF = {v: k for k, v in _CODE.items()}
+FORMAT_VERSION = 1
+
+
+class Pending(NamedTuple):
+    """A foldable delta newer than the last on-hand snapshot: dropped once a snapshot covers it."""
+
+    occurred_at: float
+    component: str  # on_hand | pending_sales
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPosition:
+    """Everything Tally knows about one SKU at one branch.
+
+    ``on_hand`` and ``pending_sales`` already include the ``pending`` entries (materialized so
+    ATS is O(1)); a snapshot recomputes them from its count plus the entries it does not cover.
+    ``marks`` (dedupe mark → applied epoch second, oldest first) live in the same record so the
+    dedupe and the change are one table write.
+    """
+
+    sku: str
+    branch: str
+    on_hand: int = 0
+    pending_sales: int = 0
+    allocated: int = 0
+    open_orders: int = 0
+    reservations: int = 0
+    damaged: int = 0
+    quality_control: int = 0
+    quarantine: int = 0
+    in_transit: int = 0
+    safety_buffer_override: int | None = None
+    pending: tuple[Pending, ...] = ()
+    on_hand_as_of: float | None = None  # as_of of the snapshot that set on_hand
+    snapshot_as_of: Mapping[str, float] = field(default_factory=dict)  # source → last applied as_of
+    last_applied: Mapping[str, float] = field(default_factory=dict)  # source → when (ctx.now)
+    version: int = 0
+    marks: Mapping[str, int] = field(default_factory=dict)
+    last_published_ats: int | None = None
+    unpublished_since: float | None = None
+    unmapped_reported_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return ledger_key(self.sku, self.branch)
+
+    def components(self) -> dict[str, int]:
+        """The component counters, by name."""
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "f": FORMAT_VERSION,
+            "sku": self.sku,
+            "br": self.branch,
+            "c": [getattr(self, name) for name in COMPONENTS],
+            "v": self.version,
+        }
+        optional = {
+            "sb": self.safety_buffer_override,
+            "oa": self.on_hand_as_of,
+            "lp": self.last_published_ats,
+            "us": self.unpublished_since,
+            "ur": self.unmapped_reported_at,
+        }
+        d.update((k, v) for k, v in optional.items() if v is not None)
+        if self.pending:
+            d["p"] = [[p.occurred_at, _CODE[p.component], p.delta] for p in self.pending]
+        if self.snapshot_as_of:
+            d["sa"] = dict(self.snapshot_as_of)
+        if self.last_applied:
+            d["la"] = dict(self.last_applied)
+        if self.marks:
+            d["m"] = dict(self.marks)
+        return d
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LedgerPosition:
+        if d.get("f") != FORMAT_VERSION:
+            raise ValueError(f"unsupported ledger position format {d.get('f')!r}")
+        return cls(
+            d["sku"],
+            d["br"],
+            *d["c"],
+            safety_buffer_override=d.get("sb"),
+            pending=tuple(Pending(t, _COMPONENT_OF[c], q) for t, c, q in d.get("p", ())),
+            on_hand_as_of=d.get("oa"),
+            snapshot_as_of=d.get("sa", {}),
+            last_applied=d.get("la", {}),
+            version=d["v"],
+            marks=d.get("m", {}),
+            last_published_ats=d.get("lp"),
+            unpublished_since=d.get("us"),
+            unmapped_reported_at=d.get("ur"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> LedgerPosition:
+        return cls.from_dict(json.loads(raw))

@@ -1,0 +1,1 @@
+"""Synthetic upstream traffic for the demo, the tests and the benchmarks."""

@@ -1,0 +1,178 @@
+"""Run a real ``tally worker`` as a subprocess on unique topics, and read its results back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from pipeline.infra.kafka_topics import ensure_topics
+from pipeline.ledger.position import LedgerPosition
+from pipeline.topics import Topics
+from tests.support.kafka import consume_all, producer, unique
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique_topics() -> Topics:
+    tag = unique("t")
+    return Topics(
+        erp=f"{tag}.erp", wms=f"{tag}.wms", pos=f"{tag}.pos", tpl=f"{tag}.3pl",
+        shopify_orders=f"{tag}.shopify", movements=f"{tag}.movements",
+        shopify_push=f"{tag}.push", shopify_acks=f"{tag}.acks", catalog=f"{tag}.catalog",
+        unmapped=f"{tag}.unmapped", drift=f"{tag}.drift", low_stock=f"{tag}.low-stock",
+        dead_letter=f"{tag}.dlq",
+    )
+
+
+def topics_env(topics: Topics) -> dict[str, str]:
+    return {
+        "TALLY_TOPIC_ERP": topics.erp, "TALLY_TOPIC_WMS": topics.wms,
+        "TALLY_TOPIC_POS": topics.pos, "TALLY_TOPIC_3PL": topics.tpl,
+        "TALLY_TOPIC_SHOPIFY_ORDERS": topics.shopify_orders,
+        "TALLY_TOPIC_MOVEMENTS": topics.movements,
+        "TALLY_TOPIC_SHOPIFY_PUSH": topics.shopify_push,
+        "TALLY_TOPIC_SHOPIFY_ACKS": topics.shopify_acks, "TALLY_TOPIC_CATALOG": topics.catalog,
+        "TALLY_TOPIC_UNMAPPED": topics.unmapped, "TALLY_TOPIC_DRIFT": topics.drift,
+        "TALLY_TOPIC_LOW_STOCK": topics.low_stock, "TALLY_TOPIC_DLQ": topics.dead_letter,
+    }
+
+
+@dataclass
+class WorkerProcess:
+    """One ledger worker subprocess with its own app id, data dir, topics and web port."""
+
+    bootstrap: str
+    workdir: Path
+    locations_file: Path
+    partitions: int = 4
+    topics: Topics = field(default_factory=unique_topics)
+    app_id: str = field(default_factory=lambda: unique("tally-test"))
+    web_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "worker.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ, **topics_env(self.topics),
+            "TALLY_KAFKA_BOOTSTRAP": self.bootstrap, "TALLY_APP_ID": self.app_id,
+            "TALLY_PARTITIONS": str(self.partitions),
+            "TALLY_DATA_DIR": str(self.workdir / "data"),
+            "TALLY_LOCATIONS_FILE": str(self.locations_file),
+            "TALLY_WEB_PORT": str(self.web_port), "TALLY_COMMIT_INTERVAL_SECONDS": "0.5",
+            **self.extra_env,
+        }
+
+    def create_topics(self) -> None:
+        ensure_topics(self.bootstrap, self.topics, self.partitions)
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        with self.log_file.open("ab") as log:
+            log.write(f"\n==== start {self.starts} ====\n".encode())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel=warn"],
+            env=self.env(), stdout=self.log_file.open("ab"), stderr=subprocess.STDOUT,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError(f"worker exited:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
+
+    def lookup(self, sku: str, branch: str) -> dict:
+        from pipeline.operations.ledger import fetch_position
+
+        return fetch_position(self.url, sku, branch)
+
+    def changelog_topic(self) -> str:
+        return f"{self.app_id}-positions-changelog"
+
+
+def publish_catalog(bootstrap: str, topic: str, rows: Iterable[tuple[str, str, str]]) -> None:
+    p = producer(bootstrap)
+    for shop, sku, item in rows:
+        p.produce(topic, key=f"{shop}|{sku}".encode(),
+                  value=json.dumps({"shop": shop, "sku": sku, "inventory_item_id": item}).encode())
+    assert p.flush(30) == 0
+
+
+def produce_events(p: Producer, topics: Topics, events: Iterable[tuple[str, bytes]]) -> int:
+    """Produce (source system, raw bytes) pairs; return how many."""
+    by_system = topics.sources()
+    n = 0
+    for system, raw in events:
+        p.produce(by_system[system], value=raw)
+        n += 1
+        if n % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    return n
+
+
+def read_changelog(
+    bootstrap: str, topic: str, *, timeout: float = 60.0
+) -> dict[str, LedgerPosition]:
+    """The latest position per key, as the changelog holds it (what recovery would restore)."""
+    latest: dict[str, LedgerPosition] = {}
+    for msg in consume_all(bootstrap, topic, timeout=timeout, idle=3.0):
+        if msg.value() is not None:
+            latest[msg.key().decode()] = LedgerPosition.from_json(msg.value())
+    return latest
+
+
+def records(bootstrap: str, topic: str, **kw: float) -> list[dict]:
+    return [json.loads(m.value()) for m in consume_all(bootstrap, topic, **kw)]
