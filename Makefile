@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit integration e2e lint kafka-up kafka-down kafka-status schema demo bench clean
+.PHONY: setup promtool test unit integration e2e lint kafka-up kafka-down kafka-status schema demo bench clean
 
-setup: $(STAMP) schema
+setup: $(STAMP) schema promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 schema: $(STAMP)
 	@$(BIN)/tally schema fetch
+
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -33,7 +33,10 @@ class WorkerSettings:
             os.environ.get("TALLY_LOCATIONS_FILE", "deploy/config/locations.example.toml")
         )
     )
+    # web_host is how peer workers reach this one (lookups are routed to the key's owner);
+    # web_bind is the interface the server listens on (0.0.0.0 in containers).
     web_host: str = field(default_factory=lambda: os.environ.get("TALLY_WEB_HOST", "127.0.0.1"))
+    web_bind: str = field(default_factory=lambda: os.environ.get("TALLY_WEB_BIND", "127.0.0.1"))
     web_port: int = field(default_factory=lambda: int(os.environ.get("TALLY_WEB_PORT", "6066")))
     dedupe_retention_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_DEDUPE_RETENTION_SECONDS", "604800"))
@@ -51,5 +54,8 @@ class WorkerSettings:
     )
     commit_interval_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))
+    )
+    session_timeout_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_SESSION_TIMEOUT_SECONDS", "10"))
     )
     topics: Topics = field(default_factory=Topics)

@@ -93,7 +93,10 @@ def build_app(settings: WorkerSettings) -> faust.App:
         table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
-        web_bind=settings.web_host,
+        # A killed worker's partitions move after this long; faust's default is 60 s.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
+        web_bind=settings.web_bind,
         web_port=settings.web_port,
         web_host=settings.web_host,
     )
@@ -260,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   settings.replication_factor)
     app = build_app(settings)
     sys.argv = ["tally-worker", "worker", f"--loglevel={args.loglevel}",
-                f"--web-port={settings.web_port}", f"--web-host={settings.web_host}"]
+                f"--web-port={settings.web_port}", f"--web-bind={settings.web_bind}",
+                f"--web-host={settings.web_host}"]
     app.main()
     return 0

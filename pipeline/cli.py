@@ -83,6 +83,7 @@ _SERVICES: list[tuple[str, str, str]] = [
     ("catalog", "pipeline.operations.catalog", "import the SKU to Shopify inventory item mapping"),
     ("ledger", "pipeline.operations.ledger", "look up a SKU's ledger position at a branch"),
     ("shopify-sim", "pipeline.shopify_sim.cli", "run the Shopify Admin API simulator"),
+    ("sink", "pipeline.sink.service", "push ATS changes to Shopify: coalesced, paced, CAS"),
 ]
 
 

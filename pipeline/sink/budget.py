@@ -115,11 +115,29 @@ class ShopBudget:
                 hi = mid - 1
         if lo == 0 and when_full and room > 0:
             # Even a full bucket cannot hold the smallest bound (Shopify lowered its limit below
-            # every batch measured so far). Guess cost ∝ items from the cheapest observation and
-            # measure; the worst case is one THROTTLED answer, which re-teaches the numbers.
-            n, c = min(self.observations, key=lambda o: o[1] / o[0])
-            lo = max(1, min(self.config.max_items, math.floor(n * room / c) if c > 0 else 1))
+            # every batch measured so far): extrapolate downwards and measure.
+            lo = max(1, min(self.config.max_items, self._guess_items(room)))
         return lo
+
+    def _guess_items(self, room: float) -> int:
+        """Items that should cost at most ``room``, below every measured batch size.
+
+        With two measured sizes, fit cost = a + b·n through the two smallest (exact for a linear
+        cost, so a THROTTLED guess is followed by a fitting one); with one, assume cost ∝ items.
+        """
+        smallest: dict[int, float] = {}
+        for n, c in self.observations:
+            smallest[n] = max(c, smallest.get(n, 0.0))
+        sizes = sorted(smallest)
+        if len(sizes) >= 2:
+            (n1, c1), (n2, c2) = (sizes[0], smallest[sizes[0]]), (sizes[1], smallest[sizes[1]])
+            b = max(0.0, (c2 - c1) / (n2 - n1))
+            a = max(0.0, c1 - b * n1)
+            if b > 0:
+                return math.floor((room - a) / b)
+            return self.config.max_items if a <= room else 1
+        n, c = sizes[0], smallest[sizes[0]]
+        return math.floor(n * room / c) if c > 0 else 1
 
     def wait_for(self, cost: float, now: float) -> float:
         """Seconds to wait before sending a call of estimated ``cost`` (0 = send now)."""

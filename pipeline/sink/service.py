@@ -1,0 +1,753 @@
+"""``tally sink``: the asyncio adapter around the pure sink core (see docs/sink.md).
+
+One confluent-kafka consumer (group member, manual commits) feeds the core; one asyncio task per
+shop flushes, reads levels and calls Shopify, so a throttled or failing shop never delays another.
+Offsets are committed only when the core's OffsetTracker says a record is done *and* the acks /
+dead letters produced for it are flushed (producer.flush before every commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.messages import DeadLetter, ShopifyAck, ShopifyPush
+from pipeline.observability import logs
+from pipeline.observability import metrics as m
+from pipeline.sink.batching import BatchItem, BatchRequest, build_request
+from pipeline.sink.budget import Budgets, CostReport, ShopBudget
+from pipeline.sink.coalescing import Coalescer, Entry, Offer
+from pipeline.sink.compare_and_set import (
+    CasPolicy,
+    KeyState,
+    Push,
+    ReadLevel,
+    UpToDate,
+    Wait,
+    decide,
+    observe_ledger,
+    on_level,
+    on_stale,
+    on_success,
+)
+from pipeline.sink.config import ShopConfig, SinkSettings, load_shops
+from pipeline.sink.offsets import OffsetTracker, SourceRef
+from pipeline.sink.responses import (
+    Applied,
+    BatchBug,
+    Halt,
+    Rejected,
+    RetryNewKey,
+    RetrySameKey,
+    Split,
+    Throttled,
+    Transient,
+    classify,
+    classify_transport_error,
+)
+from pipeline.sink.retry import Backoff
+from pipeline.sink.shopify_client import ShopClient, levels_query, parse_levels
+
+log = logging.getLogger("tally.sink")
+SERVICE = "sink"
+
+
+# -- acks topic ------------------------------------------------------------------------------
+
+
+RUN_ID = uuid.uuid4().hex[:12]  # this process; acks carry it so reuse across restarts is visible
+
+
+def ack_record(ack: ShopifyAck, state: KeyState) -> bytes:
+    """Acks-topic value: ShopifyAck fields + the compare-and-set state (``cas``) + ``run``."""
+    return json.dumps({**ack.to_dict(), "cas": state.to_dict(), "run": RUN_ID},
+                      separators=(",", ":")).encode()
+
+
+def parse_ack_record(raw: bytes) -> tuple[ShopifyAck, KeyState]:
+    data = json.loads(raw)
+    cas = data.pop("cas", None)
+    data.pop("run", None)
+    ack = ShopifyAck.from_dict(data)
+    if cas is not None:
+        return ack, KeyState.from_dict(cas)
+    return ack, KeyState(acked=ack.available, acked_version=ack.ledger_version,
+                         target=ack.available, target_version=ack.ledger_version)
+
+
+def read_acks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, bytes]:
+    """Latest value per key of the compacted acks topic (read to the high watermark)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tally-sink-seed-"
+                         f"{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        ends: dict[int, int] = {}
+        for p in meta.partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if hi > lo:
+                ends[p] = hi
+        if not ends:
+            return {}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        latest: dict[str, bytes] = {}
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                key = (msg.key() or b"").decode()
+                if msg.value() is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = msg.value()
+                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                    ends.pop(msg.partition(), None)
+        if ends:
+            raise RuntimeError(f"acks topic {topic} not read to its end within {timeout}s")
+        return latest
+    finally:
+        consumer.close()
+
+
+# -- per shop --------------------------------------------------------------------------------
+
+
+@dataclass
+class ShopWorker:
+    config: ShopConfig
+    client: ShopClient
+    budget: ShopBudget
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    unreadable: set[str] = field(default_factory=set)  # read found no level: push to learn why
+    stale: set[str] = field(default_factory=set)  # keys read because of a stale answer
+    read_cost_per_item: float = 4.0  # learned from the first read's requestedQueryCost
+    halted: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.config.domain
+
+
+@dataclass
+class SinkStats:
+    calls: int = 0
+    items_acked: int = 0
+    throttled: int = 0
+    retries: int = 0
+    reads: int = 0
+    dead_letters: int = 0
+    drift: int = 0
+    cost_requested: float = 0.0
+    cost_actual: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Sink:
+    """The running sink. ``await start()`` / ``await stop()``, or ``async with run_sink(...)``."""
+
+    def __init__(self, settings: SinkSettings, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.clock, self.wall = clock, wall
+        self.coalescer = Coalescer()
+        self.offsets = OffsetTracker()
+        self.budgets = Budgets()
+        self.backoff = Backoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s)
+        self.policy = CasPolicy(hold_for=settings.hold_for_s)
+        self.states: dict[str, KeyState] = {}
+        self.workers: dict[str, ShopWorker] = {}
+        self.stats = SinkStats()
+        self.ready = False
+        self._stopping = False
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_commit = 0.0
+        self._superseded_seen = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._web: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        if s.web_port is not None:
+            await self._start_web()
+        self._producer = Producer({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
+                                   "partitioner": "murmur2_random", "enable.idempotence": True,
+                                   "linger.ms": 5})
+        seeded = await asyncio.to_thread(read_acks, s.bootstrap, self.topics.shopify_acks)
+        for key, raw in seeded.items():
+            try:
+                _, state = parse_ack_record(raw)
+            except (ValueError, TypeError, KeyError):
+                log.warning("ignoring malformed acks record", extra={"fields": {"key": key}})
+                continue
+            self.states[key] = state
+            if state.acked_version is not None:
+                self.coalescer.seed_resolved(key, state.acked_version)
+        for shop in s.shops:
+            self.workers[shop.domain] = ShopWorker(
+                shop, ShopClient(shop, s.http_timeout_s), self.budgets[shop.domain])
+        self._consumer = Consumer({
+            "bootstrap.servers": s.bootstrap, "group.id": s.group_id, "client.id": s.client_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+        })
+        self._consumer.subscribe([self.topics.shopify_push], on_revoke=self._on_revoke)
+        for w in self.workers.values():
+            w.task = asyncio.create_task(self._shop_loop(w), name=f"sink-shop-{w.domain}")
+            self._tasks.append(w.task)
+        self._tasks.append(asyncio.create_task(self._kafka_loop(), name="sink-kafka"))
+        self.ready = True
+        log.info("sink started", extra={"fields": {"shops": list(self.workers),
+                                                   "seeded_keys": len(seeded)}})
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.ready = False
+        for w in self.workers.values():
+            w.wake.set()
+        # Shop loops are cancelled mid-call if need be: whatever is in flight stays uncommitted
+        # and is resent with the same idempotency key after a restart.
+        for w in self.workers.values():
+            if w.task is not None:
+                w.task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._commit(force=True)
+            await asyncio.to_thread(self._consumer.close)
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.flush, 10)
+        for w in self.workers.values():
+            await w.client.close()
+        if self._web is not None:
+            await self._web.cleanup()
+        log.info("sink stopped")
+
+    # -- Kafka side --------------------------------------------------------------------------
+
+    async def _kafka_loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            msgs = await asyncio.to_thread(self._consumer.consume, 1000, 0.1)
+            now = self.clock()
+            touched: set[str] = set()
+            for msg in msgs:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", msg.error())
+                    continue
+                shop = self._ingest(msg, now)
+                if shop is not None:
+                    touched.add(shop)
+            for shop in touched:
+                self.workers[shop].wake.set()
+            if self.clock() - self._last_commit >= self.settings.commit_interval_s:
+                await self._commit()
+
+    def _ingest(self, msg: Any, now: float) -> str | None:
+        ref = SourceRef(msg.topic(), msg.partition(), msg.offset())
+        if not self.offsets.track(ref):
+            return None
+        raw = msg.value() or b""
+        try:
+            push = ShopifyPush.from_json(raw)
+        except (ValueError, TypeError) as exc:
+            self._dead_letter_raw(ref, raw, "bad_push_record", str(exc))
+            return None
+        if push.shop not in self.workers:
+            self._dead_letter_raw(ref, raw, "unknown_shop", f"shop {push.shop} not configured")
+            return None
+        offer = self.coalescer.offer(push, ref, now)
+        if offer is Offer.ALREADY_DONE:
+            self.offsets.done([ref])
+        elif offer is Offer.ACCEPTED:
+            # A newer value re-opens a held raise: it may now be <= Shopify's level.
+            self.coalescer.unpark(push.key)
+        delta = self.coalescer.superseded - self._superseded_seen
+        if delta:
+            m.PUSHES_SUPERSEDED.inc(delta)
+            self._superseded_seen = self.coalescer.superseded
+        state = self.states.get(push.key, KeyState())
+        self.states[push.key] = observe_ledger(state, push.available, push.ledger_version)
+        return push.shop
+
+    async def _commit(self, force: bool = False) -> None:
+        assert self._consumer is not None and self._producer is not None
+        self._last_commit = self.clock()
+        positions = {tp: o for tp, o in self.offsets.committable().items()
+                     if self._committed.get(tp) != o}
+        if not positions:
+            return
+        # Acks and dead letters for every done record must be durable before its offset is.
+        remaining = await asyncio.to_thread(self._producer.flush, 10)
+        if remaining:
+            log.warning("producer not flushed; commit postponed")
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            await asyncio.to_thread(self._consumer.commit, offsets=tps, asynchronous=False)
+        except Exception as exc:  # e.g. rebalance in progress: the next commit retries
+            log.warning("commit failed: %s", exc)
+            return
+        self._committed.update(positions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Runs inside consume() on a worker thread: compute positions on the event loop.
+        assert self._loop is not None and self._producer is not None
+        tps = [(p.topic, p.partition) for p in partitions]
+
+        async def positions() -> dict[tuple[str, int], int]:
+            pos = {tp: o for tp, o in self.offsets.committable().items() if tp in tps}
+            self.offsets.revoke(tps)
+            for tp in tps:
+                self._committed.pop(tp, None)
+            return pos
+
+        try:
+            pos = asyncio.run_coroutine_threadsafe(positions(), self._loop).result(10)
+            if pos and self._producer.flush(10) == 0:
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in pos.items()],
+                                asynchronous=False)
+        except Exception as exc:
+            log.warning("commit on revoke failed: %s", exc)
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _dead_letter_raw(self, ref: SourceRef, raw: bytes, reason: str, detail: str,
+                         extra: dict[str, Any] | None = None) -> None:
+        original, enc = DeadLetter.encode_original(raw)
+        dl = DeadLetter(reason=reason, detail=detail, source_topic=ref.topic,
+                        source_partition=ref.partition, source_offset=ref.offset,
+                        original=original, original_encoding=enc, service=SERVICE,
+                        at=self.wall(), extra=extra or {})
+        self._produce(self.topics.dead_letter, f"{ref.topic}/{ref.partition}/{ref.offset}",
+                      dl.to_json())
+        m.DEAD_LETTERS.labels(SERVICE, reason).inc()
+        self.stats.dead_letters += 1
+        self.offsets.done([ref])  # durable before commit: _commit flushes the producer first
+
+    def _dead_letter_entry(self, entry: Entry, reason: str, detail: str,
+                           extra: dict[str, Any]) -> None:
+        refs = self.coalescer.resolve(entry.key) or self.coalescer.resolve_pending(entry.key)
+        first = min(refs) if refs else None
+        dl = DeadLetter(reason=reason, detail=detail,
+                        source_topic=first.topic if first else self.topics.shopify_push,
+                        source_partition=first.partition if first else None,
+                        source_offset=first.offset if first else None,
+                        original=entry.push.to_json().decode(), service=SERVICE,
+                        at=self.wall(), extra={**extra, "key": entry.key,
+                                               "records": len(refs)})
+        self._produce(self.topics.dead_letter, entry.key, dl.to_json())
+        m.DEAD_LETTERS.labels(SERVICE, reason).inc()
+        self.stats.dead_letters += 1
+        self.offsets.done(refs)
+
+    # -- shop side ---------------------------------------------------------------------------
+
+    async def _shop_loop(self, w: ShopWorker) -> None:
+        while not self._stopping and w.halted is None:
+            try:
+                timeout = await self._shop_round(w)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("shop round failed", extra={"fields": {"shop": w.domain}})
+                timeout = 1.0
+            if timeout is None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(w.wake.wait(), timeout=max(0.01, min(timeout, 1.0)))
+            w.wake.clear()
+
+    async def _shop_round(self, w: ShopWorker) -> float | None:
+        """One flush decision; returns seconds to sleep (None = go again at once)."""
+        now = self.clock()
+        entries = self.coalescer.eligible(w.domain, now)
+        m.SINK_PENDING_KEYS.labels(w.domain).set(len(self.coalescer.pending(w.domain)))
+        if not entries:
+            parked = [e.not_before for e in self.coalescer.pending(w.domain)
+                      if e.not_before is not None and e.not_before != float("inf")]
+            return max(0.0, min(parked) - now) if parked else 1.0
+        budget = w.budget
+        full = max(1, budget.max_items(now, when_full=True))
+        age = self.coalescer.oldest_dirty_age(w.domain, now) or 0.0
+        if age < self.settings.window_s and len(entries) < full:
+            return self.settings.window_s - age
+
+        pushes: dict[str, tuple[Push, Entry]] = {}
+        reads: list[Entry] = []
+        for entry in entries:
+            if len(pushes) >= full:
+                break
+            key = entry.key
+            state = self.states.get(key, KeyState())
+            if state.acked is None and key in w.unreadable and state.target is not None:
+                # No level readable: send it anyway (changeFromQuantity 0 still guards), so
+                # Shopify's own error can be dead-lettered with the item.
+                assert state.target_version is not None
+                pushes[key] = (Push(state.target, 0, state.target_version, state.round), entry)
+                continue
+            state, d = decide(state, now)
+            self.states[key] = state
+            if isinstance(d, Push):
+                pushes[key] = (d, entry)
+            elif isinstance(d, ReadLevel):
+                if len(reads) < self.settings.max_reads_per_call:
+                    reads.append(entry)
+            elif isinstance(d, Wait):
+                self.coalescer.park(key, d.until)
+            elif isinstance(d, UpToDate):
+                self._resolved_without_push(w, entry, state)
+            else:  # Idle: nothing known to push
+                self.offsets.done(self.coalescer.resolve_pending(key))
+        if reads:
+            await self._read_levels(w, reads)
+            return None
+        if not pushes:
+            return None
+        items = [BatchItem(key, e.push.inventory_item_id, e.push.location_id, p.quantity,
+                           p.change_from, p.version, p.round) for key, (p, e) in pushes.items()]
+        cost = budget.estimate_cost(len(items))
+        wait = budget.wait_for(cost, now)
+        if wait > 0:
+            await asyncio.sleep(wait)
+            return None  # decide again: more keys may be dirty, the budget model moved
+        self.coalescer.take([i.key for i in items])
+        await self._send(w, items, {k: p for k, (p, _) in pushes.items()})
+        return None
+
+    def _resolved_without_push(self, w: ShopWorker, entry: Entry, state: KeyState) -> None:
+        refs = self.coalescer.resolve_pending(entry.key)
+        if state.acked is not None and state.acked_version is not None:
+            ack = ShopifyAck(w.domain, entry.push.inventory_item_id, entry.push.location_id,
+                             state.acked, state.acked_version, self.wall())
+            self._produce(self.topics.shopify_acks, entry.key, ack_record(ack, state))
+        self.offsets.done(refs)
+
+    async def _read_levels(self, w: ShopWorker, entries: list[Entry]) -> None:
+        pairs = [(e.push.inventory_item_id, e.push.location_id) for e in entries]
+        body = {"query": levels_query(pairs)}
+        budget = w.budget
+        for attempt in range(8):
+            now = self.clock()
+            cost = w.read_cost_per_item * len(pairs)
+            wait = budget.wait_for(cost, now) if budget.known else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            ticket = budget.reserve(cost, now)
+            res = await w.client.post(body)
+            now = self.clock()
+            report = CostReport.from_extensions(res.body)
+            if res.error is not None:
+                budget.lost(ticket, now)
+            else:
+                budget.observe(ticket, report, 0, now)
+            self._observe_cost(w, report)
+            self.stats.reads += 1
+            errors = (res.body or {}).get("errors") if res.body else None
+            codes = {(e.get("extensions") or {}).get("code") for e in errors
+                     if isinstance(e, dict)} if isinstance(errors, list) else set()
+            if report is not None and report.requested:
+                w.read_cost_per_item = max(1.0, report.requested / len(pairs))
+            levels = parse_levels(res.body, len(pairs)) if res.status == 200 else None
+            if levels is None or (errors and "THROTTLED" in codes):
+                reason = res.error or ("throttled" if "THROTTLED" in codes else str(res.status))
+                m.SHOPIFY_RETRIES.labels(w.domain, f"read_{reason}"[:40]).inc()
+                if "THROTTLED" in codes:
+                    m.SHOPIFY_THROTTLED.labels(w.domain).inc()
+                    self.stats.throttled += 1
+                    continue  # wait_for paces the retry
+                await asyncio.sleep(self.backoff.delay(attempt))
+                continue
+            now = self.clock()
+            for entry, level in zip(entries, levels, strict=True):
+                key = entry.key
+                if level is None:
+                    w.unreadable.add(key)
+                    continue
+                w.unreadable.discard(key)
+                state = self.states.get(key, KeyState())
+                if key in w.stale and state.target is not None and state.target < level:
+                    # Shopify above the ledger after a stale answer: an edit or a restock the
+                    # ledger has not seen. Pushing the lower ledger value repairs it at once.
+                    self._report_drift(w, entry, state.target, level, "shopify_above_ledger",
+                                       None)
+                w.stale.discard(key)
+                self.states[key] = on_level(state, level, now, self.policy)
+            return
+
+    def _observe_cost(self, w: ShopWorker, report: CostReport | None) -> None:
+        if report is None:
+            return
+        m.SHOPIFY_COST_AVAILABLE.labels(w.domain).set(report.currently_available)
+        if report.actual is not None:
+            m.SHOPIFY_COST_SPENT.labels(w.domain).inc(report.actual)
+            self.stats.cost_actual += report.actual
+        if report.requested is not None:
+            self.stats.cost_requested += report.requested
+
+    async def _send(self, w: ShopWorker, items: list[BatchItem],
+                    pushes: dict[str, Push]) -> None:
+        """Send one batch until Shopify gives a final answer for every item."""
+        salt = 0
+        req = build_request(w.domain, items, salt=salt)
+        budget = w.budget
+        attempt = 0
+        while True:
+            now = self.clock()
+            cost = budget.estimate_cost(len(req.items))
+            wait = budget.wait_for(cost, now)
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            ticket = budget.reserve(cost, now)
+            res = await w.client.post(req.body())
+            now = self.clock()
+            if res.error is not None:
+                outcome: Any = classify_transport_error(res.error)
+                budget.lost(ticket, now)
+            else:
+                outcome = classify(res.status, res.body, res.headers, len(req.items))
+                budget.observe(ticket, getattr(outcome, "cost", None), len(req.items), now)
+            self._observe_cost(w, getattr(outcome, "cost", None))
+            name = type(outcome).__name__.lower()
+            m.SHOPIFY_CALLS.labels(w.domain, name).inc()
+            self.stats.calls += 1
+            self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + 1
+            if isinstance(outcome, Applied):
+                self._on_applied(w, req, pushes)
+                return
+            if isinstance(outcome, Rejected):
+                self._on_rejected(w, req, outcome, res.body)
+                return
+            if isinstance(outcome, Throttled | Transient | RetrySameKey | RetryNewKey):
+                reason = outcome.reason if isinstance(outcome, Transient) else name
+                m.SHOPIFY_RETRIES.labels(w.domain, reason[:40]).inc()
+                self.stats.retries += 1
+                if isinstance(outcome, Throttled) or reason == "http_429":
+                    m.SHOPIFY_THROTTLED.labels(w.domain).inc()
+                    self.stats.throttled += 1
+                if isinstance(outcome, Transient):
+                    await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
+                elif isinstance(outcome, RetrySameKey):
+                    await asyncio.sleep(self.backoff.delay(attempt))
+                elif isinstance(outcome, RetryNewKey):
+                    salt += 1
+                    req = build_request(w.domain, items, salt=salt)
+                attempt += 1
+                continue  # Throttled: wait_for (re-based on the THROTTLED answer) paces it
+            if isinstance(outcome, Split):
+                if len(req.items) == 1:
+                    self._dead_letter_items(w, req, outcome.reason, outcome.reason, res.body)
+                    return
+                half = len(req.items) // 2
+                for part in (list(req.items[:half]), list(req.items[half:])):
+                    await self._send(w, part, pushes)
+                return
+            if isinstance(outcome, BatchBug):
+                self._dead_letter_items(w, req, outcome.code, outcome.detail, res.body)
+                return
+            assert isinstance(outcome, Halt)
+            log.error("shop halted: %s", outcome.reason,
+                      extra={"fields": {"shop": w.domain, "detail": outcome.detail[:500]}})
+            w.halted = outcome.reason
+            for item in req.items:
+                self.coalescer.requeue(item.key)
+            return
+
+    def _on_applied(self, w: ShopWorker, req: BatchRequest, pushes: dict[str, Push]) -> None:
+        wall = self.wall()
+        for item in req.items:
+            push = pushes[item.key]
+            state = on_success(self.states.get(item.key, KeyState()), push)
+            self.states[item.key] = state
+            entry = self.coalescer.slots[item.key].in_flight
+            ack = ShopifyAck(w.domain, item.inventory_item_id, item.location_id, item.quantity,
+                             item.ledger_version, wall, req.idempotency_key)
+            self._produce(self.topics.shopify_acks, item.key, ack_record(ack, state))
+            if push.drift is not None and entry is not None:
+                self._report_drift(w, entry, push.drift.expected, push.drift.actual,
+                                   "hold_expired", push.drift.held_since)
+            if entry is not None and entry.oldest_event_at > 0:
+                m.END_TO_END_SECONDS.labels("shopify").observe(
+                    max(0.0, wall - entry.oldest_event_at))
+            m.SHOPIFY_ITEMS_PUSHED.labels(w.domain, item.location_id).inc()
+            self.offsets.done(self.coalescer.resolve(item.key))
+        self.stats.items_acked += len(req.items)
+        m.SHOPIFY_ITEMS_PER_CALL.observe(len(req.items))
+        m.LAST_PUSH_TIMESTAMP.labels(w.domain).set(wall)
+
+    def _on_rejected(self, w: ShopWorker, req: BatchRequest, outcome: Rejected,
+                     body: dict[str, Any] | None) -> None:
+        for err in outcome.dead:
+            item = req.items[err.index]
+            entry = self.coalescer.slots[item.key].in_flight
+            if entry is not None:
+                self._dead_letter_entry(entry, err.code.lower(), err.message, {
+                    "shopify_error": {"code": err.code, "message": err.message,
+                                      "field": list(err.field) if err.field else None},
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+        for idx in outcome.stale:
+            key = req.items[idx].key
+            self.states[key] = on_stale(self.states.get(key, KeyState()))
+            w.stale.add(key)
+            self.coalescer.requeue(key)
+        for idx in outcome.retry:
+            self.coalescer.requeue(req.items[idx].key)
+
+    def _dead_letter_items(self, w: ShopWorker, req: BatchRequest, reason: str, detail: str,
+                           body: dict[str, Any] | None) -> None:
+        for item in req.items:
+            entry = self.coalescer.slots[item.key].in_flight
+            if entry is not None:
+                self._dead_letter_entry(entry, reason.lower(), detail, {
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+
+    def _report_drift(self, w: ShopWorker, entry: Entry, expected: int, actual: int,
+                      cause: str, held_since: float | None) -> None:
+        record = {"shop": w.domain, "inventory_item_id": entry.push.inventory_item_id,
+                  "location_id": entry.push.location_id, "sku": entry.push.sku,
+                  "expected": expected, "actual": actual, "difference": expected - actual,
+                  "cause": cause, "ledger_version": entry.push.ledger_version,
+                  "held_for_s": None if held_since is None else self.clock() - held_since,
+                  "detected_at": self.wall()}
+        self._produce(self.topics.drift, entry.key, json.dumps(record).encode())
+        m.DRIFT_DETECTED.labels(cause).inc()
+        self.stats.drift += 1
+        log.info("drift", extra={"fields": {k: v for k, v in record.items() if k != "sku"}})
+
+    # -- web ---------------------------------------------------------------------------------
+
+    async def _start_web(self) -> None:
+        app = web.Application()
+
+        async def metrics(_: web.Request) -> web.Response:
+            resp = web.Response(body=generate_latest())
+            resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return resp
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"ok": not self._stopping})
+
+        async def readyz(_: web.Request) -> web.Response:
+            halted = {d: w.halted for d, w in self.workers.items() if w.halted}
+            ok = self.ready and not halted
+            return web.json_response({"ready": ok, "halted": halted}, status=200 if ok else 503)
+
+        async def stats(_: web.Request) -> web.Response:
+            return web.json_response(self.stats.__dict__)
+
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/stats", stats)
+        self._web = web.AppRunner(app, access_log=None)
+        await self._web.setup()
+        await web.TCPSite(self._web, self.settings.web_host, self.settings.web_port).start()
+
+
+@contextlib.asynccontextmanager
+async def run_sink(settings: SinkSettings) -> AsyncIterator[Sink]:
+    """``async with run_sink(settings) as sink:`` — started on entry, stopped on exit."""
+    sink = Sink(settings)
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tally sink", description=__doc__.splitlines()[0])
+    p.add_argument("--shops-file", help="TOML shops file (default $TALLY_SHOPS_FILE)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap (default $TALLY_KAFKA_BOOTSTRAP)")
+    p.add_argument("--group", help="consumer group (default tally-sink)")
+    p.add_argument("--window", type=float, help="staleness window, s (default 2)")
+    p.add_argument("--hold", type=float, help="compare-and-set hold, s (default 30)")
+    p.add_argument("--web-port", type=int, help="/metrics, /healthz, /readyz port")
+    for name in ("push", "acks", "drift", "dlq"):
+        p.add_argument(f"--topic-{name}", help=f"override the {name} topic")
+    return p
+
+
+def settings_from_args(argv: list[str] | None) -> SinkSettings:
+    from pipeline.topics import Topics
+
+    a = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {
+        "bootstrap": a.bootstrap, "group_id": a.group, "window_s": a.window,
+        "hold_for_s": a.hold, "web_port": a.web_port,
+        "shops": load_shops(a.shops_file) if a.shops_file else None,
+    }
+    settings = SinkSettings.from_env(**overrides)
+    topic_overrides = {k: v for k, v in {
+        "shopify_push": a.topic_push, "shopify_acks": a.topic_acks, "drift": a.topic_drift,
+        "dead_letter": a.topic_dlq}.items() if v}
+    if topic_overrides:
+        base = settings.topics
+        settings.topics = Topics(**{**base.__dict__, **topic_overrides})
+    return settings
+
+
+async def _serve(settings: SinkSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_sink(settings):
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tally sink``."""
+    settings = settings_from_args(argv)
+    secrets: list[str] = []
+    for shop in settings.shops:
+        with contextlib.suppress(Exception):
+            secrets.append(shop.token())
+    logs.configure(SERVICE, secrets=secrets)
+    if not settings.shops:
+        log.error("no shops configured (TALLY_SHOPS_FILE or --shops-file)")
+        return 2
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""aiohttp access to one shop's Admin GraphQL endpoint: raw POST + batched level reads.
+
+No retry logic here: the shop loop decides (``responses.classify``) what a response means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from pipeline.sink.config import ShopConfig
+
+LEVEL_FIELDS = "quantities(names: [\"available\"]) { name quantity }"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """An HTTP answer (``status`` > 0) or a transport failure (``error`` set, status 0)."""
+
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+    error: str | None = None
+
+
+class ShopClient:
+    """One aiohttp session per shop, so a slow shop's connections never starve another's."""
+
+    def __init__(self, shop: ShopConfig, timeout_s: float) -> None:
+        self.shop = shop
+        self._token = shop.token()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s)),
+            headers={"X-Shopify-Access-Token": self._token, "Content-Type": "application/json"},
+        )
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def post(self, body: dict[str, Any]) -> HttpResult:
+        try:
+            async with self._session.post(self.shop.graphql_url, data=json.dumps(body)) as resp:
+                text = await resp.text()
+                headers = {k: v for k, v in resp.headers.items()}
+                try:
+                    parsed = json.loads(text) if text else None
+                except ValueError:
+                    parsed = None
+                return HttpResult(resp.status, parsed if isinstance(parsed, dict) else None,
+                                  headers)
+        except TimeoutError:
+            return HttpResult(0, None, {}, "timeout")
+        except (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            return HttpResult(0, None, {}, type(exc).__name__)
+
+
+def levels_query(pairs: list[tuple[str, str]]) -> str:
+    """One query reading ``available`` for many (inventory item, location) pairs via aliases."""
+    parts = []
+    for i, (item, location) in enumerate(pairs):
+        parts.append(
+            f"l{i}: inventoryItem(id: {json.dumps(item)}) "
+            f"{{ inventoryLevel(locationId: {json.dumps(location)}) {{ {LEVEL_FIELDS} }} }}"
+        )
+    return "query TallyReadLevels {\n  " + "\n  ".join(parts) + "\n}\n"
+
+
+def parse_levels(body: dict[str, Any] | None, n: int) -> list[int | None] | None:
+    """``available`` per pair (None = no such item/level); None if the body has no data."""
+    data = (body or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    out: list[int | None] = []
+    for i in range(n):
+        item = data.get(f"l{i}")
+        level = item.get("inventoryLevel") if isinstance(item, dict) else None
+        qty = None
+        if isinstance(level, dict):
+            for q in level.get("quantities") or []:
+                if q.get("name") == "available":
+                    qty = int(q["quantity"])
+        out.append(qty)
+    return out
