@@ -54,6 +54,19 @@ def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLe
     )
 
 
+def history_record(movement: Movement, position: LedgerPosition, outputs: list[Any]) -> bytes:
+    """One audit-trail entry: the movement applied and the position it produced."""
+    return json.dumps({
+        "sku": position.sku, "branch": position.branch, "source": movement.source,
+        "type": movement.type, "mark": movement.mark, "op": movement.op,
+        "changes": dict(movement.changes), "quantity": movement.quantity,
+        "as_of": movement.as_of, "occurred_at": movement.occurred_at,
+        "observed_at": movement.observed_at, "applied_at": time.time(),
+        "version": position.version, "components": position.components(),
+        "outcome": sorted({type(o).__name__ for o in outputs}) or ["Applied"],
+    }, separators=(",", ":")).encode()
+
+
 def position_view(position: LedgerPosition, locations: Locations) -> dict[str, Any]:
     """The operator's view of one position: components, ATS with breakdown, version, times."""
     rules = locations.rules(position.branch)
@@ -112,6 +125,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
     dlq = raw_topic(topics.dead_letter)
     unmapped = raw_topic(topics.unmapped)
     low_stock = raw_topic(topics.low_stock)
+    history = raw_topic(topics.history)
     positions = app.Table(
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
@@ -223,6 +237,8 @@ def build_app(settings: WorkerSettings) -> faust.App:
             await republish_current(position, correlation_id)
         else:
             m.EVENTS_APPLIED.labels(movement.source).inc()
+            await history.send(key=position.key.encode(), value=history_record(
+                movement, position, outputs))
 
     @app.page("/ledger/{key}/")
     @app.table_route(table=positions, match_info="key")

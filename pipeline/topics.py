@@ -39,6 +39,9 @@ class Topics:
         default_factory=lambda: _env("TALLY_TOPIC_LOW_STOCK", "tally.low-stock.v1")
     )
     dead_letter: str = field(default_factory=lambda: _env("TALLY_TOPIC_DLQ", "tally.dlq.v1"))
+    history: str = field(
+        default_factory=lambda: _env("TALLY_TOPIC_HISTORY", "tally.ledger-history.v1")
+    )
 
     def sources(self) -> dict[str, str]:
         """Source system name → its topic."""

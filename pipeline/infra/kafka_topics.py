@@ -24,6 +24,7 @@ def topic_plan(topics: Topics, partitions: int) -> dict[str, tuple[int, dict[str
         topics.drift: (partitions, {}),
         topics.low_stock: (partitions, {}),
         topics.dead_letter: (partitions, {}),
+        topics.history: (partitions, {}),
     })
     return plan
 

@@ -35,7 +35,7 @@ def unique_topics() -> Topics:
         shopify_orders=f"{tag}.shopify", movements=f"{tag}.movements",
         shopify_push=f"{tag}.push", shopify_acks=f"{tag}.acks", catalog=f"{tag}.catalog",
         unmapped=f"{tag}.unmapped", drift=f"{tag}.drift", low_stock=f"{tag}.low-stock",
-        dead_letter=f"{tag}.dlq",
+        dead_letter=f"{tag}.dlq", history=f"{tag}.history",
     )
 
 
@@ -49,6 +49,7 @@ def topics_env(topics: Topics) -> dict[str, str]:
         "TALLY_TOPIC_SHOPIFY_ACKS": topics.shopify_acks, "TALLY_TOPIC_CATALOG": topics.catalog,
         "TALLY_TOPIC_UNMAPPED": topics.unmapped, "TALLY_TOPIC_DRIFT": topics.drift,
         "TALLY_TOPIC_LOW_STOCK": topics.low_stock, "TALLY_TOPIC_DLQ": topics.dead_letter,
+        "TALLY_TOPIC_HISTORY": topics.history,
     }
 
 
