@@ -29,28 +29,11 @@ def free_port() -> int:
 
 
 def unique_topics() -> Topics:
-    tag = unique("t")
-    return Topics(
-        erp=f"{tag}.erp", wms=f"{tag}.wms", pos=f"{tag}.pos", tpl=f"{tag}.3pl",
-        shopify_orders=f"{tag}.shopify", movements=f"{tag}.movements",
-        shopify_push=f"{tag}.push", shopify_acks=f"{tag}.acks", catalog=f"{tag}.catalog",
-        unmapped=f"{tag}.unmapped", drift=f"{tag}.drift", low_stock=f"{tag}.low-stock",
-        dead_letter=f"{tag}.dlq", history=f"{tag}.history",
-    )
+    return Topics.prefixed(unique("t"))
 
 
 def topics_env(topics: Topics) -> dict[str, str]:
-    return {
-        "TALLY_TOPIC_ERP": topics.erp, "TALLY_TOPIC_WMS": topics.wms,
-        "TALLY_TOPIC_POS": topics.pos, "TALLY_TOPIC_3PL": topics.tpl,
-        "TALLY_TOPIC_SHOPIFY_ORDERS": topics.shopify_orders,
-        "TALLY_TOPIC_MOVEMENTS": topics.movements,
-        "TALLY_TOPIC_SHOPIFY_PUSH": topics.shopify_push,
-        "TALLY_TOPIC_SHOPIFY_ACKS": topics.shopify_acks, "TALLY_TOPIC_CATALOG": topics.catalog,
-        "TALLY_TOPIC_UNMAPPED": topics.unmapped, "TALLY_TOPIC_DRIFT": topics.drift,
-        "TALLY_TOPIC_LOW_STOCK": topics.low_stock, "TALLY_TOPIC_DLQ": topics.dead_letter,
-        "TALLY_TOPIC_HISTORY": topics.history,
-    }
+    return topics.env()
 
 
 @dataclass
