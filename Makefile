@@ -35,6 +35,12 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
+# The whole system for DEMO_SECONDS (60) of synthetic traffic, then a summary (DEMO_ARGS for more).
+DEMO_SECONDS ?= 60
+DEMO_ARGS ?=
+demo: setup
+	$(BIN)/tally demo --duration $(DEMO_SECONDS) --json .tally/demo-summary.json $(DEMO_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -89,7 +89,7 @@ class SinkSettings:
     shops: list[ShopConfig] = field(default_factory=list)
     topics: Topics = field(default_factory=Topics)
     group_id: str = "tally-sink"
-    window_s: float = 2.0  # bounded staleness: flush a dirty key at the latest after this
+    window_s: float = 1.0  # bounded staleness: flush a dirty key at the latest after this
     hold_for_s: float = 30.0  # compare-and-set hold of a raise above Shopify's level
     http_timeout_s: float = 10.0
     backoff_base_s: float = 0.25
@@ -110,7 +110,7 @@ class SinkSettings:
             or "localhost:9092",
             "shops": load_shops(shops_file) if shops_file else [],
             "group_id": env.get("TALLY_SINK_GROUP", "tally-sink"),
-            "window_s": _f("TALLY_SINK_WINDOW_S", 2.0),
+            "window_s": _f("TALLY_SINK_WINDOW_S", 1.0),
             "hold_for_s": _f("TALLY_SINK_HOLD_S", 30.0),
             "http_timeout_s": _f("TALLY_SINK_HTTP_TIMEOUT_S", 10.0),
             "web_port": int(port) if port else None,

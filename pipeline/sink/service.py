@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pipeline.messages import DeadLetter, ShopifyAck, ShopifyPush
 from pipeline.observability import logs
@@ -68,6 +68,10 @@ SERVICE = "sink"
 # -- acks topic ------------------------------------------------------------------------------
 
 
+REASSERTS = Counter(
+    "tally_sink_reasserts_total", "Forced re-checks (reconciliation --fix) accepted, by shop.",
+    ["shop"],
+)
 RUN_ID = uuid.uuid4().hex[:12]  # this process; acks carry it so reuse across restarts is visible
 
 
@@ -86,6 +90,16 @@ def parse_ack_record(raw: bytes) -> tuple[ShopifyAck, KeyState]:
         return ack, KeyState.from_dict(cas)
     return ack, KeyState(acked=ack.available, acked_version=ack.ledger_version,
                          target=ack.available, target_version=ack.ledger_version)
+
+
+def parse_push_record(raw: bytes) -> tuple[ShopifyPush, bool]:
+    """A push-topic value: a ``ShopifyPush`` plus the optional ``reassert`` flag that
+    reconciliation sets on a forced re-check (see docs/sink.md, "Re-asserts")."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("push record is not a JSON object")
+    reassert = bool(data.pop("reassert", False))
+    return ShopifyPush.from_dict(data), reassert
 
 
 def read_acks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, bytes]:
@@ -274,14 +288,22 @@ class Sink:
             return None
         raw = msg.value() or b""
         try:
-            push = ShopifyPush.from_json(raw)
+            push, reassert = parse_push_record(raw)
         except (ValueError, TypeError) as exc:
             self._dead_letter_raw(ref, raw, "bad_push_record", str(exc))
             return None
         if push.shop not in self.workers:
             self._dead_letter_raw(ref, raw, "unknown_shop", f"shop {push.shop} not configured")
             return None
-        offer = self.coalescer.offer(push, ref, now)
+        offer = self.coalescer.offer(push, ref, now, reassert=reassert)
+        if offer is Offer.ACCEPTED and reassert:
+            # Forget what Tally believes Shopify holds: the key is read again and decided by
+            # compare-and-set (a raise above Shopify's level still waits the hold).
+            state = observe_ledger(self.states.get(push.key, KeyState()), push.available,
+                                   push.ledger_version)
+            self.states[push.key] = on_stale(state)
+            self.workers[push.shop].stale.add(push.key)
+            REASSERTS.labels(push.shop).inc()
         if offer is Offer.ALREADY_DONE:
             self.offsets.done([ref])
         elif offer is Offer.ACCEPTED:
@@ -698,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shops-file", help="TOML shops file (default $TALLY_SHOPS_FILE)")
     p.add_argument("--bootstrap", help="Kafka bootstrap (default $TALLY_KAFKA_BOOTSTRAP)")
     p.add_argument("--group", help="consumer group (default tally-sink)")
-    p.add_argument("--window", type=float, help="staleness window, s (default 2)")
+    p.add_argument("--window", type=float, help="staleness window, s (default 1)")
     p.add_argument("--hold", type=float, help="compare-and-set hold, s (default 30)")
     p.add_argument("--web-port", type=int, help="/metrics, /healthz, /readyz port")
     for name in ("push", "acks", "drift", "dlq"):
