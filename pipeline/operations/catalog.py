@@ -1,4 +1,4 @@
-"""``tally catalog import FILE.csv``: fill the SKU → Shopify inventory item mapping topic."""
+"""``tally catalog import FILE.csv`` / ``sync --shop S``: fill the SKU → inventory item mapping."""
 
 from __future__ import annotations
 
@@ -46,7 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp = sub.add_parser("import", help="publish shop,sku,inventory_item_id lines from a CSV")
     imp.add_argument("file")
     imp.add_argument("--bootstrap", default=None)
+    syn = sub.add_parser("sync", help="fill the mapping from Shopify's productVariants by SKU")
+    syn.add_argument("--shop", required=True)
+    syn.add_argument("--skus", help="file with one SKU per line (default: the ledger's SKUs)")
+    syn.add_argument("--shops-file", default=None)
+    syn.add_argument("--bootstrap", default=None)
     args = parser.parse_args(list(argv or []))
+    if args.action == "sync":
+        return _sync(args)
     with open(args.file, encoding="utf-8") as fh:
         entries, errors = parse_catalog_lines(fh)
     for error in errors:
@@ -54,3 +61,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     publish_entries(args.bootstrap or bootstrap_from_env(), Topics().catalog, entries)
     print(f"imported {len(entries)} mappings, {len(errors)} lines rejected")
     return 1 if errors else 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from pipeline.ledger.position import LedgerPosition
+    from pipeline.operations.catalog_sync import sync_shop
+    from pipeline.sink.config import load_shops
+    from pipeline.sink.service import read_acks
+
+    bootstrap = args.bootstrap or bootstrap_from_env()
+    shops = load_shops(args.shops_file or os.environ.get("TALLY_SHOPS_FILE", "shops.toml"))
+    shop = next((s for s in shops if s.domain == args.shop), None)
+    if shop is None:
+        print(f"shop {args.shop} is not in the shops file", file=sys.stderr)
+        return 2
+    if args.skus:
+        with open(args.skus, encoding="utf-8") as fh:
+            skus = sorted({line.strip() for line in fh if line.strip()})
+    else:
+        changelog = f"{os.environ.get('TALLY_APP_ID', 'tally-ledger')}-positions-changelog"
+        skus = sorted({LedgerPosition.from_json(v).sku
+                       for v in read_acks(bootstrap, changelog, timeout=120).values()})
+    result = asyncio.run(sync_shop(shop, skus))
+    publish_entries(bootstrap, Topics().catalog, result.entries)
+    for sku, items in sorted(result.duplicates.items()):
+        print(f"duplicate SKU {sku}: {', '.join(items)} (not mapped)", file=sys.stderr)
+    for sku in result.missing:
+        print(f"no variant with SKU {sku}", file=sys.stderr)
+    print(f"mapped {len(result.entries)} SKUs, {len(result.duplicates)} duplicates, "
+          f"{len(result.missing)} without match, {result.cost_points:.0f} cost points")
+    return 1 if result.duplicates or result.missing else 0

@@ -1,4 +1,5 @@
-"""``tally ledger show SKU --location BRANCH``: print one ledger position from the worker."""
+"""``tally ledger show|history SKU --location BRANCH``: one position from the worker, or the
+audit trail of applied movements behind it."""
 
 from __future__ import annotations
 
@@ -29,7 +30,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--location", required=True, help="branch id")
     show.add_argument("--worker", default=os.environ.get("TALLY_WORKER_URL",
                                                          "http://127.0.0.1:6066"))
+    hist = sub.add_parser("history", help="the applied movements behind a position")
+    hist.add_argument("sku")
+    hist.add_argument("--location", required=True, help="branch id")
+    hist.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     args = parser.parse_args(list(argv or []))
+    if args.action == "history":
+        from pipeline.operations.history import format_rows, read_history
+        from pipeline.topics import Topics
+
+        bootstrap = os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
+            "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        rows = read_history(bootstrap, Topics().history, args.sku, args.location)
+        if not rows:
+            print(f"no history for {args.sku} at {args.location}", file=sys.stderr)
+            return 1
+        print("\n".join(json.dumps(r, sort_keys=True) for r in rows) if args.json
+              else format_rows(rows))
+        return 0
     try:
         view = fetch_position(args.worker, args.sku, args.location)
     except urllib.error.HTTPError as exc:

@@ -71,12 +71,20 @@ class Coalescer:
         if slot.resolved_version is None or version > slot.resolved_version:
             slot.resolved_version = version
 
-    def offer(self, push: ShopifyPush, source: SourceRef | None, now: float) -> Offer:
-        """Absorb one record from the push topic."""
+    def offer(self, push: ShopifyPush, source: SourceRef | None, now: float,
+              reassert: bool = False) -> Offer:
+        """Absorb one record from the push topic.
+
+        ``reassert`` (a reconciliation's forced re-check): a version *equal* to the resolved one is
+        accepted again, so the ledger's current value is pushed once more through compare-and-set;
+        an older version is still done (the ledger moved on and a newer push covers the key).
+        """
         slot = self.slots.setdefault(push.key, _Slot())
         refs = [source] if source is not None else []
         v = push.ledger_version
-        if slot.resolved_version is not None and v <= slot.resolved_version:
+        done = slot.resolved_version is not None and (
+            v < slot.resolved_version if reassert else v <= slot.resolved_version)
+        if done:
             self.superseded += 1
             return Offer.ALREADY_DONE
         if slot.pending is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -66,3 +66,36 @@ def consume_all(bootstrap: str, topic: str, *, expect: int | None = None,
     finally:
         consumer.close()
     return out
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
+    """Records in ``topics`` not yet committed by consumer ``group`` (unknown offsets count all)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        tps = []
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            tps += [TopicPartition(topic, p) for p in meta.partitions]
+        lag = 0
+        for tp in consumer.committed(tps, timeout=10):
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += hi - (tp.offset if tp.offset >= 0 else lo)
+        return lag
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(bootstrap: str, group: str, topics: Iterable[str], timeout: float,
+                   alive: Callable[[], bool] = lambda: True) -> float:
+    """Wait until ``group`` has committed everything in ``topics``; return the seconds taken."""
+    started = time.monotonic()
+    names = list(topics)
+    while time.monotonic() - started < timeout:
+        assert alive(), "the consumer process died"
+        if group_lag(bootstrap, group, names) == 0:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{group} still behind on {names} after {timeout:.0f}s")

@@ -1,0 +1,1 @@
+"""Watermark delta pull and full-refresh import for sources that do not emit events."""

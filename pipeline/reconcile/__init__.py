@@ -1,0 +1,1 @@
+"""Reconciliation: compare Shopify's levels with the ledger's ATS and explain every difference."""
