@@ -73,7 +73,11 @@ def _sync(args: argparse.Namespace) -> int:
     from pipeline.sink.service import read_acks
 
     bootstrap = args.bootstrap or bootstrap_from_env()
-    shops = load_shops(args.shops_file or os.environ.get("TALLY_SHOPS_FILE", "shops.toml"))
+    shops_file = args.shops_file or os.environ.get("TALLY_SHOPS_FILE")
+    if not shops_file:
+        print("no shops file: pass --shops-file or set TALLY_SHOPS_FILE", file=sys.stderr)
+        return 2
+    shops = load_shops(shops_file)
     shop = next((s for s in shops if s.domain == args.shop), None)
     if shop is None:
         print(f"shop {args.shop} is not in the shops file", file=sys.stderr)
