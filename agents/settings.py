@@ -52,10 +52,21 @@ class WorkerSettings:
     standby_replicas: int = field(
         default_factory=lambda: int(os.environ.get("TALLY_STANDBY_REPLICAS", "0"))
     )
+    producer_linger_ms: int = field(
+        default_factory=lambda: int(os.environ.get("TALLY_PRODUCER_LINGER_MS", "5"))
+    )
     commit_interval_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))
     )
     session_timeout_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_SESSION_TIMEOUT_SECONDS", "10"))
+    )
+    # Soft reservations without their own expiry end this long after they were made; the timer
+    # that releases expired ones runs every reservation_scan_s.
+    reservation_ttl_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_RESERVATION_TTL_SECONDS", "86400"))
+    )
+    reservation_scan_s: float = field(
+        default_factory=lambda: float(os.environ.get("TALLY_RESERVATION_SCAN_SECONDS", "5"))
     )
     topics: Topics = field(default_factory=Topics)

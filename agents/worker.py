@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from agents.catalog_follower import CatalogFollower
 from agents.settings import WorkerSettings
@@ -26,16 +26,27 @@ from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.decode import decode_event, load_schemas
 from pipeline.ledger.events import Rejection
+from pipeline.ledger.holds import expired_reservations
 from pipeline.ledger.locations import Locations, load_locations
-from pipeline.ledger.movements import Movement, split_key, to_movements
+from pipeline.ledger.movements import (
+    OP_HOLD,
+    RESERVATION_EXPIRED,
+    Movement,
+    split_key,
+    to_movements,
+)
 from pipeline.ledger.outputs import (
     BelowZero,
     Duplicate,
     LowStock,
     PublishAvailable,
     ReportUnmapped,
+    ReservationExpired,
+    ReservationShort,
     SafetyBufferBreach,
     StaleSnapshotIgnored,
+    TransferShortfall,
+    UnknownHold,
 )
 from pipeline.ledger.position import LedgerPosition
 from pipeline.messages import DeadLetter
@@ -43,6 +54,29 @@ from pipeline.observability import logs
 from pipeline.observability import metrics as m
 
 log = logging.getLogger("tally.worker")
+
+# Omnichannel metrics (conventions of pipeline/observability/metrics.py).
+RESERVATIONS_ACTIVE = Gauge(
+    "tally_reservations_active", "Soft reservations held on this worker's partitions."
+)
+RESERVATIONS_EXPIRED = Counter(
+    "tally_reservations_expired_total", "Soft reservations released by the expiry timer."
+)
+RESERVATION_RELEASE_LAG = Histogram(
+    "tally_reservation_release_lag_seconds", "Time from a reservation's expiry to its release.",
+    buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+RESERVATIONS_SHORT = Counter(
+    "tally_reservations_short_total", "Reservations that asked for more than was available."
+)
+HOLDS_UNKNOWN = Counter(
+    "tally_holds_unknown_total", "Releases, confirmations or receipts naming an unknown hold.",
+    ["kind"],
+)
+TRANSFER_SHORTFALL_UNITS = Counter(
+    "tally_transfer_shortfall_units_total", "Units still in transit when a transfer was closed."
+)
+EXPIRY_RESEND_S = 30.0  # an expiry sent but not yet applied is sent again after this long
 
 
 def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLetter:
@@ -86,6 +120,8 @@ def position_view(position: LedgerPosition, locations: Locations) -> dict[str, A
         "last_published_ats": position.last_published_ats,
         "unpublished_since": position.unpublished_since,
         "dedupe_marks": len(position.marks),
+        "holds": {key: {"kind": h.kind, "quantity": h.quantity, "expires_at": h.expires_at,
+                        "payment": h.payment} for key, h in position.holds.items()},
     }
 
 
@@ -105,6 +141,9 @@ def build_app(settings: WorkerSettings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
         broker_commit_interval=settings.commit_interval_s,
+        # Batch produce requests (movements, changelog, pushes, history): without linger every
+        # record is its own request and socket writes dominate the profile.
+        producer_linger_ms=settings.producer_linger_ms,
         consumer_auto_offset_reset="earliest",
         # A killed worker's partitions move after this long; faust's default is 60 s.
         broker_session_timeout=settings.session_timeout_s,
@@ -199,6 +238,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
                 mapping=catalog.catalog.mapping_for(rules, movement.sku),
                 dedupe_retention_s=settings.dedupe_retention_s,
                 unmapped_report_interval_s=settings.unmapped_report_interval_s,
+                reservation_ttl_s=settings.reservation_ttl_s,
             )
             new, outputs = apply(position, movement, ctx)
             correlation_id = movement.mark
@@ -229,6 +269,17 @@ def build_app(settings: WorkerSettings) -> faust.App:
                 m.SAFETY_BUFFER_BREACHES.inc()
             elif isinstance(out, BelowZero):
                 m.BELOW_ZERO.inc()
+            elif isinstance(out, ReservationExpired):
+                RESERVATIONS_EXPIRED.inc()
+                RESERVATION_RELEASE_LAG.observe(out.lag_s)
+            elif isinstance(out, ReservationShort):
+                RESERVATIONS_SHORT.inc()
+            elif isinstance(out, UnknownHold):
+                HOLDS_UNKNOWN.labels(out.kind).inc()
+            elif isinstance(out, TransferShortfall):
+                TRANSFER_SHORTFALL_UNITS.inc(out.quantity)
+                log.warning("transfer %s closed %d units short at %s", out.ref, out.quantity,
+                            out.branch)
             elif isinstance(out, LowStock):
                 await low_stock.send(key=position.key.encode(), value=json.dumps(
                     {k: getattr(out, k) for k in out.__slots__} | {"at": time.time()}
@@ -239,6 +290,36 @@ def build_app(settings: WorkerSettings) -> faust.App:
             m.EVENTS_APPLIED.labels(movement.source).inc()
             await history.send(key=position.key.encode(), value=history_record(
                 movement, position, outputs))
+
+    expiry_sent: dict[tuple[bytes, str], float] = {}
+
+    @app.timer(interval=settings.reservation_scan_s)
+    async def expire_reservations() -> None:
+        """Send ``reservation.expired`` for due holds on this worker's partitions, so they are
+        released even when no further event arrives; the ledger agent (the single writer of
+        the key) applies them, and the expiry mark makes a repeat a no-op."""
+        if app.rebalancing or not catalog.ready.is_set():
+            return
+        now = time.time()
+        active = 0
+        for key, raw in list(positions.items()):
+            if raw is None or b'"h":' not in raw:
+                continue  # no holds: skip the parse (most positions)
+            position = LedgerPosition.from_json(raw)
+            active += sum(1 for h in position.holds.values() if h.kind == "reservation")
+            for ref, _ in expired_reservations(position, now):
+                if now - expiry_sent.get((key, ref), 0.0) < EXPIRY_RESEND_S:
+                    continue
+                expiry_sent[(key, ref)] = now
+                movement = Movement(
+                    sku=position.sku, branch=position.branch, mark=f"tally:expire:{ref}",
+                    source="tally", type=RESERVATION_EXPIRED, occurred_at=now, op=OP_HOLD,
+                    ref=ref, observed_at=now,
+                )
+                await movements.send(key=key, value=movement.to_json())
+        RESERVATIONS_ACTIVE.set(active)
+        for k in [k for k, at in expiry_sent.items() if now - at > 10 * EXPIRY_RESEND_S]:
+            del expiry_sent[k]
 
     @app.page("/ledger/{key}/")
     @app.table_route(table=positions, match_info="key")

@@ -84,6 +84,7 @@ _SERVICES: list[tuple[str, str, str]] = [
     ("ledger", "pipeline.operations.ledger", "look up a SKU's ledger position at a branch"),
     ("shopify-sim", "pipeline.shopify_sim.cli", "run the Shopify Admin API simulator"),
     ("sink", "pipeline.sink.service", "push ATS changes to Shopify: coalesced, paced, CAS"),
+    ("webhooks", "pipeline.webhooks.service", "receive Shopify webhooks (HMAC, dedupe) into Kafka"),
     ("demo", "pipeline.demo.runner", "run the whole system with synthetic traffic, then report"),
     ("reconcile", "pipeline.reconcile.cli", "compare Shopify with the ledger; report and repair"),
     ("delta-pull", "pipeline.delta_pull.service", "poll sources without events (watermark)"),

@@ -26,6 +26,8 @@ _TOPICS: dict[str, tuple[str, str]] = {
     "low_stock": _var("TALLY_TOPIC_LOW_STOCK", "tally.low-stock.v1"),
     "dead_letter": _var("TALLY_TOPIC_DLQ", "tally.dlq.v1"),
     "history": _var("TALLY_TOPIC_HISTORY", "tally.ledger-history.v1"),
+    "shopify_levels": _var("TALLY_TOPIC_SHOPIFY_LEVELS", "tally.shopify-levels.v1"),
+    "reconciliation": _var("TALLY_TOPIC_RECONCILIATION", "tally.reconciliation.v1"),
 }
 
 
@@ -56,6 +58,8 @@ class Topics:
     low_stock: str = _topic("low_stock")
     dead_letter: str = _topic("dead_letter")
     history: str = _topic("history")
+    shopify_levels: str = _topic("shopify_levels")
+    reconciliation: str = _topic("reconciliation")
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:

@@ -25,6 +25,8 @@ def topic_plan(topics: Topics, partitions: int) -> dict[str, tuple[int, dict[str
         topics.low_stock: (partitions, {}),
         topics.dead_letter: (partitions, {}),
         topics.history: (partitions, {}),
+        topics.shopify_levels: (partitions, {}),
+        topics.reconciliation: (partitions, {}),
     })
     return plan
 

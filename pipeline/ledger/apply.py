@@ -11,10 +11,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.ledger.ats import AtsBreakdown, available_to_sell
+from pipeline.ledger.holds import DEFAULT_RESERVATION_TTL_S, apply_hold
 from pipeline.ledger.movements import (
     FOLDABLE,
     ON_HAND,
     OP_DELTA,
+    OP_HOLD,
     OP_SET_SAFETY_BUFFER,
     OP_SNAPSHOT,
     PENDING_SALES,
@@ -53,6 +55,7 @@ class ApplyContext:
     max_marks: int = DEFAULT_MAX_MARKS
     unmapped_report_interval_s: float = DEFAULT_UNMAPPED_REPORT_INTERVAL_S
     defer_publish: bool = False  # True: only note unpublished_since; ``refresh`` publishes later
+    reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S  # expiry of a reservation without one
 
 
 def apply(
@@ -71,8 +74,20 @@ def apply(
 
     outputs: list[Output] = []
     updates: dict[str, Any] = {}
+    extra_marks: tuple[list[str], list[str]] = ([], [])
     if m.op == OP_DELTA:
         _apply_delta(pos, m, ctx.rules, updates, outputs)
+    elif m.op == OP_HOLD:
+        sellable = max(0, available_to_sell(pos, ctx.rules).before_buffer)
+        held = apply_hold(pos, m, now=ctx.now, sellable=sellable,
+                          reservation_ttl_s=ctx.reservation_ttl_s)
+        outputs.extend(held.outputs)
+        if held.holds != pos.holds:
+            updates["holds"] = held.holds
+        if held.changes:
+            _apply_delta(pos, replace(m, changes=tuple(held.changes), role=""), ctx.rules,
+                         updates, outputs)
+        extra_marks = (held.add_marks, held.drop_marks)
     elif m.op == OP_SNAPSHOT:
         _apply_snapshot(pos, m, ctx.rules, updates, outputs)
     elif m.op == OP_SET_SAFETY_BUFFER:
@@ -87,7 +102,7 @@ def apply(
         if value is not None and value < 0:
             outputs.append(BelowZero(pos.sku, pos.branch, name, value))
 
-    updates["marks"] = _record_marks(marks, m, ctx)
+    updates["marks"] = _record_marks(marks, m, ctx, *extra_marks)
     updates["version"] = pos.version + 1
     updates["last_applied"] = {**pos.last_applied, m.source: ctx.now}
     new = replace(pos, **updates)
@@ -171,10 +186,15 @@ def _apply_snapshot(
     )
 
 
-def _record_marks(marks: Any, m: Movement, ctx: ApplyContext) -> dict[str, int]:
+def _record_marks(marks: Any, m: Movement, ctx: ApplyContext, add: list[str] | None = None,
+                  drop: list[str] | None = None) -> dict[str, int]:
     out = dict(marks)
     now = int(ctx.now)
     out[m.mark] = now
+    for mark in drop or ():
+        out.pop(mark, None)
+    for mark in add or ():
+        out[mark] = now
     if m.reverses is not None:
         out[REVERSAL_PREFIX + m.reverses] = now
     # Marks are kept in insertion (≈ applied-time) order, so expired ones are at the front.

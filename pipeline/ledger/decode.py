@@ -152,10 +152,10 @@ def _decode(
         )
     # JSON Schema accepts 3.0 as an integer and Python's re lets '$' match before a final newline;
     # the ledger wants exact ints and clean identifiers.
-    for name in ("line", "quantity", "delta", "voided_line"):
+    for name in ("line", "quantity", "delta", "voided_line", "damaged_quantity"):
         if name in obj and not _is_int(obj[name]):
             return Rejection("schema_violation", f"{name}: must be an integer", event_type, mark)
-    for name in ("sku", "location", "transaction_id", "voided_transaction_id"):
+    for name in ("sku", "location", "transaction_id", "voided_transaction_id", "reference"):
         value = obj.get(name)
         if isinstance(value, str) and value.endswith("\n"):
             return Rejection("schema_violation", f"{name}: trailing newline", event_type, mark)

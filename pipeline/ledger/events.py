@@ -22,6 +22,20 @@ EVENT_TYPES: dict[str, str] = {
     "pos.void": "pos",
     "3pl.on_hand_snapshot": "3pl",
     "3pl.shipment": "3pl",
+    # Omnichannel (see docs/omnichannel.md).
+    "shopify.order_placed": "shopify",
+    "shopify.order_cancelled": "shopify",
+    "shopify.order_fulfilled": "shopify",
+    "shopify.order_refunded": "shopify",
+    "shopify.order_routed": "shopify",
+    "pos.reservation_created": "pos",
+    "pos.reservation_released": "pos",
+    "wms.reservation_confirmed": "wms",
+    "erp.transfer_out": "erp",
+    "erp.transfer_receipt": "erp",
+    "erp.transfer_cancel": "erp",
+    "3pl.delivered": "3pl",
+    "3pl.return_to_origin": "3pl",
 }
 SOURCES: frozenset[str] = frozenset({"erp", "wms", "pos", "3pl", "shopify", "tally"})
 MAX_QUANTITY = 1_000_000
@@ -43,6 +57,11 @@ _OPTIONAL = (
     "original_transaction_id",
     "facility_id",
     "order_reference",
+    "reference",
+    "expires_at",
+    "payment",
+    "damaged_quantity",
+    "complete",
     "meta",
 )
 
@@ -87,6 +106,11 @@ class SourceEvent:
     original_transaction_id: str | None = None
     facility_id: str | None = None
     order_reference: str | None = None
+    reference: str | None = None  # the hold this line acts on: order line, reservation, transfer
+    expires_at: str | None = None
+    payment: str | None = None  # prepaid | cod
+    damaged_quantity: int | None = None
+    complete: bool | None = None
     meta: dict[str, Any] | None = None
     occurred_ts: float = field(default=0.0, compare=False)
     as_of_ts: float | None = field(default=None, compare=False)
@@ -119,6 +143,8 @@ class SourceEvent:
     def from_dict(cls, data: dict[str, Any]) -> SourceEvent:
         """Build from an already schema-valid dict. Raises ValueError on a bad timestamp."""
         as_of = data.get("as_of")
+        if data.get("expires_at") is not None:
+            parse_time(data["expires_at"])  # reject a bad expiry here, not in the ledger
         return cls(
             **{k: data[k] for k in data if k in _FIELDS},
             occurred_ts=parse_time(data["occurred_at"]),

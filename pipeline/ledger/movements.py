@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.ledger.events import SourceEvent
+from pipeline.ledger.events import SourceEvent, parse_time
 
 # Ledger components. FOLDABLE ones are changed by deltas that the on-hand owner's next snapshot
 # will include, so they are kept as pending entries until a snapshot covers them.
@@ -33,6 +33,7 @@ UNSELLABLE = (DAMAGED, QUALITY_CONTROL, QUARANTINE)
 OP_DELTA = "delta"
 OP_SNAPSHOT = "snapshot"
 OP_SET_SAFETY_BUFFER = "set_safety_buffer"
+OP_HOLD = "hold"
 
 ROLE_RECEIPT = "receipt"
 
@@ -53,15 +54,8 @@ EFFECTS: dict[str, tuple[Leg, ...]] = {
     # whether or not the sale was already folded into a snapshot (see docs/ledger.md).
     "pos.void": (("", "location", ((PENDING_SALES, -1),)),),
     "3pl.shipment": (("", "location", ((ON_HAND, -1),)),),
-    # Omnichannel (Shopify orders, soft reservations, transfers).
-    "shopify.order_placed": (("", "location", ((OPEN_ORDERS, 1),)),),
-    "shopify.order_cancelled": (("", "location", ((OPEN_ORDERS, -1),)),),
-    "shopify.order_fulfilled": (("", "location", ((OPEN_ORDERS, -1), (ON_HAND, -1))),),
-    "shopify.order_refunded": (("", "location", ((ON_HAND, 1),)),),  # refund with restock
-    "tally.reservation_created": (("", "location", ((RESERVATIONS, 1),)),),
-    "tally.reservation_released": (("", "location", ((RESERVATIONS, -1),)),),
-    "tally.reservation_expired": (("", "location", ((RESERVATIONS, -1),)),),
-    "tally.reservation_confirmed": (("", "location", ((RESERVATIONS, -1), (OPEN_ORDERS, 1))),),
+    # Untracked transfer legs as plain deltas (no upstream schema; kept for internal tools). The
+    # upstream types are erp.transfer_*, whose destination leg is a tracked hold (HOLD_TYPES).
     "transfer.out": (
         ("from", "location", ((ON_HAND, -1),)),
         ("to", "to_location", ((IN_TRANSIT, 1),)),
@@ -71,7 +65,27 @@ EFFECTS: dict[str, tuple[Leg, ...]] = {
         ("from", "location", ((ON_HAND, 1),)),
         ("to", "to_location", ((IN_TRANSIT, -1),)),
     ),
+    # Omnichannel: the part of a transfer that is a plain delta (the other leg is a hold).
+    "erp.transfer_out": (("from", "location", ((ON_HAND, -1),)),),
+    "erp.transfer_cancel": (("from", "location", ((ON_HAND, 1),)),),
 }
+# Types whose effect depends on a tracked hold (order line, reservation, transfer, COD shipment):
+# op ``hold``, applied by ``pipeline.ledger.holds``. Legs as in EFFECTS (suffix, branch field).
+HOLD_TYPES: dict[str, tuple[tuple[str, str], ...]] = {
+    "shopify.order_placed": (("", "location"),),
+    "shopify.order_cancelled": (("", "location"),),
+    "shopify.order_fulfilled": (("", "location"),),
+    "shopify.order_routed": (("from", "location"), ("to", "to_location")),
+    "pos.reservation_created": (("", "location"),),
+    "pos.reservation_released": (("", "location"),),
+    "wms.reservation_confirmed": (("", "location"),),
+    "erp.transfer_out": (("to", "to_location"),),
+    "erp.transfer_receipt": (("", "location"),),
+    "erp.transfer_cancel": (("to", "to_location"),),
+    "3pl.delivered": (("", "location"),),
+    "3pl.return_to_origin": (("", "location"),),
+}
+RESERVATION_EXPIRED = "tally.reservation_expired"  # internal: sent by the worker's expiry timer
 SNAPSHOT_TYPES = frozenset({"erp.on_hand_snapshot", "erp.cycle_count", "3pl.on_hand_snapshot"})
 RECEIPT_TYPES = frozenset({"erp.goods_receipt", "wms.receipt"})
 _RETURN_STATE = {"damaged": DAMAGED, "quality_control": QUALITY_CONTROL, "quarantine": QUARANTINE}
@@ -110,6 +124,13 @@ class Movement:
     role: str = ""  # "receipt": counts only if source is the branch's receipt source
     reverses: str | None = None  # mark of the line this one reverses (a sale line for pos.void)
     observed_at: float | None = None
+    ref: str | None = None  # op hold: the tracked hold (order line, reservation, transfer)
+    expires_at: float | None = None  # op hold: reservation expiry (epoch seconds)
+    leg: str = ""  # op hold: "from" | "to" for two-branch types
+    args: tuple[tuple[str, Any], ...] = ()  # op hold: type-specific values (payment, damaged, ...)
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        return dict(self.args).get(name, default)
 
     @property
     def key(self) -> str:
@@ -133,12 +154,16 @@ class Movement:
             out["changes"] = dict(self.changes)
         if self.quantity:
             out["quantity"] = self.quantity
-        for name in ("as_of", "reverses", "observed_at"):
+        for name in ("as_of", "reverses", "observed_at", "ref", "expires_at"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         if self.role:
             out["role"] = self.role
+        if self.leg:
+            out["leg"] = self.leg
+        if self.args:
+            out["args"] = dict(self.args)
         return out
 
     def to_json(self) -> bytes:
@@ -160,6 +185,10 @@ class Movement:
             role=d.get("role", ""),
             reverses=d.get("reverses"),
             observed_at=d.get("observed_at"),
+            ref=d.get("ref"),
+            expires_at=d.get("expires_at"),
+            leg=d.get("leg", ""),
+            args=tuple(sorted(d.get("args", {}).items())),
         )
 
     @classmethod
@@ -195,10 +224,12 @@ def to_movements(event: SourceEvent) -> list[Movement]:
         if state:  # adjusting unsellable stock moves on hand and that state together
             changes = ((ON_HAND, delta), (state, delta))
         return [Movement(branch=event.location, mark=event.mark, changes=changes, **base)]
-    if t == "pos.return":
+    if t in ("pos.return", "shopify.order_refunded"):
         state = _RETURN_STATE.get(event.disposition or "restock")
         changes = ((ON_HAND, q), (state, q)) if state else ((ON_HAND, q),)
         return [Movement(branch=event.location, mark=event.mark, changes=changes, **base)]
+    if t in HOLD_TYPES:
+        return _hold_movements(event, base)
     legs = EFFECTS.get(t)
     if legs is None:
         raise ValueError(f"no ledger effect for event type {t!r}")
@@ -221,4 +252,34 @@ def to_movements(event: SourceEvent) -> list[Movement]:
                 **base,
             )
         )
+    return out
+
+
+def _hold_movements(event: SourceEvent, base: dict[str, Any]) -> list[Movement]:
+    """Movements of a hold type: the plain-delta leg (if any) and one op ``hold`` per hold leg."""
+    t = event.type
+    q = event.quantity
+    out = []
+    plain = EFFECTS.get(t, ())
+    legs = HOLD_TYPES[t]
+    multi = len(plain) + len(legs) > 1
+    for suffix, field_name, unit_changes in plain:
+        out.append(Movement(
+            branch=getattr(event, field_name), mark=f"{event.mark}#{suffix}",
+            changes=tuple((c, s * q) for c, s in unit_changes), **base,
+        ))
+    args = {
+        "payment": event.payment, "damaged": event.damaged_quantity,
+        "complete": event.complete, "disposition": event.disposition,
+    }
+    expires = parse_time(event.expires_at) if event.expires_at is not None else None
+    for suffix, field_name in legs:
+        branch = getattr(event, field_name)
+        if branch is None:
+            raise ValueError(f"{t} needs {field_name}")
+        out.append(Movement(
+            branch=branch, mark=f"{event.mark}#{suffix}" if multi else event.mark,
+            op=OP_HOLD, quantity=q, ref=event.reference, expires_at=expires, leg=suffix,
+            args=tuple(sorted((k, v) for k, v in args.items() if v is not None)), **base,
+        ))
     return out

@@ -113,6 +113,70 @@ class LowStock:
     threshold: int
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownHold:
+    """A release, confirmation, receipt or cancel named a hold this position does not have.
+    Counted, never applied to the hold's component (it cannot go negative)."""
+
+    sku: str
+    branch: str
+    kind: str  # order | reservation | transit
+    ref: str
+    movement_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationShort:
+    """A reservation asked for more than was available: only ``granted`` units are held."""
+
+    sku: str
+    branch: str
+    ref: str
+    requested: int
+    granted: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationExpired:
+    """The expiry timer released a reservation ``lag_s`` seconds after it expired."""
+
+    sku: str
+    branch: str
+    ref: str
+    quantity: int
+    lag_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransferShortfall:
+    """A transfer closed with units still in transit: they arrived nowhere (count difference)."""
+
+    sku: str
+    branch: str
+    ref: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderClosed:
+    """An order-line hold was not created: the line was already released or moved elsewhere."""
+
+    ref: str
+    reason: str  # released | moved
+
+
+@dataclass(frozen=True, slots=True)
+class NotCod:
+    """A return to origin for a shipment that is not a provisional COD shipment: ignored (a
+    prepaid shipment is reversed only by a refund)."""
+
+    sku: str
+    branch: str
+    ref: str
+
+
 Output = (
     PublishAvailable
     | ReportUnmapped
@@ -123,4 +187,10 @@ Output = (
     | BelowZero
     | SafetyBufferBreach
     | LowStock
+    | UnknownHold
+    | ReservationShort
+    | ReservationExpired
+    | TransferShortfall
+    | OrderClosed
+    | NotCod
 )

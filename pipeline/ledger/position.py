@@ -16,6 +16,20 @@ _COMPONENT_OF = {v: k for k, v in _CODE.items()}
 FORMAT_VERSION = 1
 
 
+class Hold(NamedTuple):
+    """One tracked hold at this position, keyed ``<kind letter>:<ref>`` in ``holds``.
+
+    ``kind``: ``order`` (open_orders), ``reservation`` (reservations), ``transit`` (in_transit) or
+    ``cod`` (a shipped cash-on-delivery quantity, provisional until delivered; no component).
+    """
+
+    kind: str
+    quantity: int
+    expires_at: float | None = None
+    created_at: float = 0.0
+    payment: str | None = None
+
+
 class Pending(NamedTuple):
     """A foldable delta newer than the last on-hand snapshot: dropped once a snapshot covers it."""
 
@@ -55,6 +69,7 @@ class LedgerPosition:
     last_published_ats: int | None = None
     unpublished_since: float | None = None
     unmapped_reported_at: float | None = None
+    holds: Mapping[str, Hold] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -88,6 +103,8 @@ class LedgerPosition:
             d["la"] = dict(self.last_applied)
         if self.marks:
             d["m"] = dict(self.marks)
+        if self.holds:
+            d["h"] = {k: list(h) for k, h in self.holds.items()}
         return d
 
     def to_json(self) -> bytes:
@@ -111,6 +128,7 @@ class LedgerPosition:
             last_published_ats=d.get("lp"),
             unpublished_since=d.get("us"),
             unmapped_reported_at=d.get("ur"),
+            holds={k: Hold(*h) for k, h in d.get("h", {}).items()},
         )
 
     @classmethod

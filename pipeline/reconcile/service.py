@@ -76,7 +76,7 @@ class ReconcileSettings:
             "locations_file": env.get("TALLY_LOCATIONS_FILE",
                                       "deploy/config/locations.example.toml"),
             "shops": load_shops(shops_file) if shops_file else [],
-            "report_topic": env.get("TALLY_TOPIC_RECONCILIATION", "tally.reconciliation.v1"),
+            "report_topic": Topics().reconciliation,
             "report_dir": Path(env.get("TALLY_RECONCILE_REPORT_DIR", ".tally/reconcile")),
             "grace_s": float(env.get("TALLY_RECONCILE_GRACE_SECONDS", "300")),
             "batch": int(env.get("TALLY_RECONCILE_BATCH", "100")),

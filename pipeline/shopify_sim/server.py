@@ -40,6 +40,7 @@ from pipeline.shopify_sim.webhooks import (
     inventory_level_payload,
     order_payload,
     refund_payload,
+    routing_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,9 @@ class Simulator:
             self.stats["orders"]["oversold"] += 1
             self.metrics.orders.labels(shop.domain, "oversold").inc()
         self.webhooks.emit(shop, "orders/create", order_payload(shop, order))
+        if self.config.webhook.routing:
+            self.webhooks.emit(shop, "fulfillment_orders/order_routing_complete",
+                               routing_payload(order))
         self.levels_changed(shop, [level])
         return order
 

@@ -106,6 +106,20 @@ def order_payload(shop: Shop, order: Order) -> dict[str, Any]:
     }
 
 
+def routing_payload(order: Order) -> dict[str, Any]:
+    """``fulfillment_orders/order_routing_complete``, with the assigned location and lines."""
+    variant = order.level.item.variant
+    assert variant is not None
+    return {"fulfillment_order": {
+        "id": order.id + 2, "admin_graphql_api_id": gid("FulfillmentOrder", order.id + 2),
+        "order_id": order.id, "status": "open",
+        "assigned_location_id": order.level.location.id,
+        "line_items": [{"id": order.id + 3, "line_item_id": order.id + 1,
+                        "inventory_item_id": order.level.item.id, "sku": variant.sku,
+                        "quantity": order.quantity, "fulfillable_quantity": order.quantity}],
+    }}
+
+
 def refund_payload(order: Order) -> dict[str, Any]:
     refund_id = next_id()
     variant = order.level.item.variant
@@ -147,6 +161,9 @@ class WebhookConfig:
     max_retries: int = 8
     retry_base_s: float = 0.05
     timeout_s: float = 5.0
+    # Also send fulfillment_orders/order_routing_complete after orders/create, naming the
+    # location the order was taken from (a richer body than Shopify's ids-only payload).
+    routing: bool = False
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pipeline.ledger.locations import load_locations
 from pipeline.simulation.traffic import TrafficGenerator
 from tests.support.fixtures import SHOP, write_locations
 from tests.support.hostile import hostile_stream
-from tests.support.kafka import producer
+from tests.support.kafka import producer, wait_caught_up
 from tests.support.oracle import Oracle, diff
 from tests.support.worker import (
     WorkerProcess,
@@ -32,16 +32,12 @@ TPL = ["3PL-EU"]
 
 
 def _wait_for_oracle(worker: WorkerProcess, oracle: Oracle, timeout: float) -> list:
-    deadline = time.monotonic() + timeout
-    problems: list = ["not checked"]
-    while time.monotonic() < deadline:
-        assert worker.alive(), worker.tail()
-        ledger = read_changelog(worker.bootstrap, worker.changelog_topic(), timeout=60)
-        problems = diff(ledger, oracle.positions)
-        if not problems:
-            return []
-        time.sleep(2)
-    return problems
+    """Wait until the worker has consumed everything, then compare its changelog."""
+    wait_caught_up(worker.bootstrap, worker.app_id,
+                   [*worker.topics.sources().values(), worker.topics.movements],
+                   timeout=timeout, alive=worker.alive)
+    ledger = read_changelog(worker.bootstrap, worker.changelog_topic(), timeout=60)
+    return diff(ledger, oracle.positions)
 
 
 def test_ledger_equals_oracle_after_repeated_kill_9(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""``tally webhooks``: Shopify webhook intake (HMAC, dedupe, translate, publish to Kafka)."""
