@@ -157,7 +157,21 @@ class Demo:
             "--group", f"tally-demo-sink-{self.run_id}",
         ], {**base_env, **tokens}, self.dir, ready_url=f"{self.sink_url}/readyz")
         self._start(sink)
-        self.say(f"worker ready at {self.worker_url}; sink ready at {self.sink_url}; "
+
+        webhooks_file = self.dir / "webhooks.toml"
+        webhooks_file.write_text(self.world.webhooks_toml())
+        hooks_port = free_port()
+        self.hooks_url = f"http://127.0.0.1:{hooks_port}"
+        secrets = {self.world.secret_env(d): s for d, s in self.world.webhook_secrets.items()}
+        hooks = Service("webhooks", ["webhooks"], {
+            **base_env, **secrets, "TALLY_WEBHOOKS_FILE": str(webhooks_file),
+            "TALLY_WEBHOOKS_PORT": str(hooks_port), "TALLY_LOCATIONS_FILE": str(locations_file),
+        }, self.dir, ready_url=f"{self.hooks_url}/readyz")
+        self._start(hooks)
+        # Shopify's webhooks (orders, routing) now reach Tally's intake.
+        http_json(f"{self.sim_url}/_sim/config",
+                  {"webhook": {"url": f"{self.hooks_url}/webhooks", "routing": True}})
+        self.say(f"worker {self.worker_url}, sink {self.sink_url}, webhooks {self.hooks_url}; "
                  f"logs in {self.dir}")
         self.oracle = Oracle(self.locations, self.catalog)
 
@@ -225,6 +239,7 @@ class Demo:
                                branches=[b.id for b in self.world.branches],
                                seed=int(time.time()), start=time.time(), step=1.0 / o.rate)
         producer = self._producer()
+        http_json(f"{self.sim_url}/_sim/config", {"storefront_rate": o.storefront_rate})
         started = time.monotonic()
         sent, last_report = 0, started
         while (elapsed := time.monotonic() - started) < o.duration:
@@ -237,13 +252,26 @@ class Demo:
                 last_report = time.monotonic()
                 self.progress(elapsed, sent)
             time.sleep(0.05)
+        http_json(f"{self.sim_url}/_sim/config", {"storefront_rate": 0})
         producer.flush(60)
         return sent
 
+    def online_orders(self) -> dict[str, int]:
+        """Units of accepted, still open storefront orders per ledger key."""
+        branch_of = {(b.shop, b.location_name): b.id for b in self.world.branches}
+        held: dict[str, int] = defaultdict(int)
+        for order in http_json(f"{self.sim_url}/_sim/orders")["orders"]:
+            if order["status"] == "open":
+                branch = branch_of[(order["shop"], order["location"])]
+                held[ledger_key(order["sku"], branch)] += order["quantity"]
+        return held
+
     def post_true_stock(self) -> None:
-        """Tell the simulator the real stock of changed keys, so it can count oversells."""
+        """Tell the simulator the real stock of changed keys, so it can count oversells: what
+        the upstream events leave to sell, less what online customers already bought."""
         if not self.oracle.changed:
             return
+        orders = self.online_orders() if self.opts.storefront_rate > 0 else {}
         rows = []
         for key in self.oracle.changed:
             position = self.oracle.positions[key]
@@ -252,7 +280,8 @@ class Demo:
             if mapping is None:
                 continue
             rows.append({"shop": mapping.shop, "sku": position.sku,
-                         "location": mapping.location_id, "available": self.oracle.ats(key)})
+                         "location": mapping.location_id,
+                         "available": self.oracle.ats(key) - orders.get(key, 0)})
         self.oracle.changed.clear()
         if rows:
             http_json(f"{self.sim_url}/_sim/true-stock", rows)
@@ -318,6 +347,9 @@ class Demo:
             },
             "drift": {"reported": len(drift), "sink_drift": sink["drift"]},
             "storefront": sim.get("orders", {}),
+            "webhooks": {"delivered": sim.get("webhooks", {}),
+                         "received": int(metric_total(http_text(f"{self.hooks_url}/metrics"),
+                                                      "tally_webhooks_received_total"))},
             "shopify_equals_ledger": comparison.all_equal,
             "keys_compared": comparison.keys,
             "keys_different": len(comparison.differences),
@@ -423,7 +455,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"end-to-end latency: p50 {lat['p50']}s, p95 {lat['p95']}s, p99 {lat['p99']}s "
         f"({lat['samples']} samples)",
         f"drift: {s['drift']['reported']} reported (and repaired by the sink)",
-        f"storefront: {s['storefront']}",
+        f"storefront: {s['storefront']}; webhooks received {s['webhooks']['received']}",
         f"Shopify equals the ledger on every key: {'yes' if s['shopify_equals_ledger'] else 'NO'}"
         f" ({s['keys_compared']} keys, {s['keys_different']} different)",
     ])

@@ -96,6 +96,19 @@ class DemoWorld:
             for d in self.shop_domains
         )
 
+    def webhooks_toml(self) -> str:
+        """The webhook intake's shops file: each shop's online orders held at its first branch
+        until Shopify's order routing says which location took them."""
+        out = []
+        for d in self.shop_domains:
+            first = next(b for b in self.branches if b.shop == d)
+            out.append(f'[[shop]]\ndomain = "{d}"\nsecret_env = "{self.secret_env(d)}"\n'
+                       f'online_branch = "{first.id}"\n')
+        return "\n".join(out)
+
+    def secret_env(self, domain: str) -> str:
+        return f"TALLY_DEMO_WEBHOOK_SECRET_{self.shop_domains.index(domain) + 1}"
+
     def token_env(self, domain: str) -> str:
         return f"TALLY_DEMO_TOKEN_{self.shop_domains.index(domain) + 1}"
 

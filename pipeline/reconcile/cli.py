@@ -91,9 +91,20 @@ def build_web(scheduler: Scheduler) -> web.Application:
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        # Ready when every configured shop can be reconciled (the schedule runs per shop).
+        ready = bool(scheduler.locks)
+        return web.json_response({"ready": ready, "shops": sorted(scheduler.locks)},
+                                 status=200 if ready else 503)
+
     app.router.add_post("/reconcile/{shop}", trigger)
     app.router.add_get("/reconcile/{shop}", last)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 

@@ -177,6 +177,16 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def handle_ready(request: web.Request) -> web.Response:
+    """Ready once a Kafka producer is connected: only then can a webhook be acknowledged."""
+    intake = request.app[INTAKE_KEY]
+    try:
+        await asyncio.wait_for(intake._producer(), timeout=2.0)
+    except Exception as exc:  # any failure to connect means not ready, with the reason
+        return web.json_response({"ready": False, "reason": type(exc).__name__}, status=503)
+    return web.json_response({"ready": True})
+
+
 def build_app(intake: Intake) -> web.Application:
     app = web.Application(client_max_size=intake.settings.max_body_bytes)
     app[INTAKE_KEY] = intake
@@ -184,6 +194,7 @@ def build_app(intake: Intake) -> web.Application:
     app.router.add_post("/webhooks/{topic:.*}", handle_webhook)  # per-topic subscription URLs
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/healthz", handle_health)
+    app.router.add_get("/readyz", handle_ready)
     return app
 
 

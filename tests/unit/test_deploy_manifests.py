@@ -20,7 +20,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import pipeline.observability.metrics  # noqa: F401  (registers the metrics)
+import pipeline.observability.metrics  # registers the metrics (with the two below)
+import pipeline.reconcile.metrics
+import pipeline.webhooks.service  # noqa: F401  (registers the webhook intake metrics)
 from pipeline.cli import build_parser
 from pipeline.shopify_sim.metrics import SimMetrics
 from tests.unit.test_configuration_doc import PENDING as PENDING_ENV
@@ -33,23 +35,18 @@ PROM = ROOT / "deploy" / "prometheus"
 GRAFANA = ROOT / "deploy" / "grafana"
 
 # `tally` subcommands the deployment runs that may not be registered in pipeline.cli yet.
-PENDING_COMMANDS = {"webhooks"}
+PENDING_COMMANDS: set[str] = set()
 # module:function building a service's own argument parser, to check the flags the deployment
 # passes (services without one here get no flag check).
 SERVICE_PARSERS = {
     "sink": "pipeline.sink.service:build_parser",
     "shopify-sim": "pipeline.shopify_sim.cli:build_parser",
 }
-# Metrics the alerts and dashboard use that no code exports yet (reconciliation, webhooks).
-PENDING_METRICS = {
-    "tally_reconciliation_discrepancy_ratio",
-    "tally_reconciliation_last_success_timestamp_seconds",
-    "tally_webhooks_received_total",
-    "tally_webhooks_request_seconds_bucket",
-}
+# Metrics the alerts and dashboard use that no code exports yet.
+PENDING_METRICS: set[str] = set()
 # The port variable of each service and its default when unset (None: no default, must be set).
 PORT_VARS = {"worker": ("TALLY_WEB_PORT", 6066), "sink": ("TALLY_SINK_WEB_PORT", None),
-             "webhooks": ("TALLY_WEBHOOKS_WEB_PORT", 6068)}
+             "webhooks": ("TALLY_WEBHOOKS_PORT", 8090)}
 SIM_DEFAULT_PORT = 8085
 
 
@@ -121,8 +118,29 @@ def shops_token_envs() -> set[str]:
     return names
 
 
+def webhooks_files() -> list[str]:
+    """The webhook intake's shops files (TOML) the deployment ships."""
+    texts = [c["content"] for name, c in compose().get("configs", {}).items()
+             if name == "webhooks" and "content" in c]
+    texts += [cm["data"]["webhooks.toml"] for cm in k8s_kind("ConfigMap")
+              if "webhooks.toml" in cm.get("data", {})]
+    return texts
+
+
+def webhooks_secret_envs() -> set[str]:
+    """Variables named by `secret_env` in the webhooks files the deployment ships."""
+    names: set[str] = set()
+    for text in webhooks_files():
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            continue
+        names |= {s["secret_env"] for s in data.get("shop", []) if "secret_env" in s}
+    return names
+
+
 def known_env() -> set[str]:
-    return set(env_reads().names) | PENDING_ENV | shops_token_envs()
+    return set(env_reads().names) | PENDING_ENV | shops_token_envs() | webhooks_secret_envs()
 
 
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,8 +258,37 @@ def test_simulator_seed_matches_sink_tokens_and_shops() -> None:
     for shop in shops:
         assert env[shop["token_env"]] == tokens[shop["domain"]]
         assert urlparse(shop["admin_url"]).hostname == "shopify-sim"
-    secret = compose()["services"]["webhooks"]["environment"]["TALLY_SHOPIFY_WEBHOOK_SECRET"]
-    assert {s["webhook_secret"] for s in seed["shops"]} == {secret}
+    # The intake verifies each shop's webhooks with the secret its `secret_env` names.
+    from pipeline.webhooks.config import parse_webhook_shops
+
+    hooks_env = compose()["services"]["webhooks"]["environment"]
+    hooks = parse_webhook_shops(tomllib.loads(configs["webhooks"]["content"]))
+    secrets = {s["domain"]: s["webhook_secret"] for s in seed["shops"]}
+    assert {h.domain for h in hooks} == set(secrets)
+    for hook in hooks:
+        assert hook.secret_env, hook.domain
+        assert hooks_env[hook.secret_env] == secrets[hook.domain], hook.domain
+
+
+def test_compose_webhooks_file_and_simulator_url() -> None:
+    """The intake reads the mounted webhooks file; the simulator posts to its real route."""
+    from pipeline.ledger.locations import load_locations
+    from pipeline.webhooks.config import parse_webhook_shops
+
+    services = compose()["services"]
+    hooks = services["webhooks"]
+    env = hooks["environment"]
+    targets = {c["target"] for c in hooks["configs"] if c["source"] == "webhooks"}
+    assert env["TALLY_WEBHOOKS_FILE"] in targets
+    assert env["TALLY_WEBHOOKS_HOST"] == "0.0.0.0"
+    assert "TALLY_KAFKA_BOOTSTRAP" in env
+    locations = load_locations(ROOT / env["TALLY_LOCATIONS_FILE"].removeprefix("/app/"))
+    for shop in parse_webhook_shops(tomllib.loads(compose()["configs"]["webhooks"]["content"])):
+        assert shop.online_branch in locations, shop.domain
+    argv = as_argv(services["shopify-sim"]["command"])
+    url = urlparse(argv[argv.index("--webhook-url") + 1])
+    assert url.hostname == "webhooks" and url.port == _compose_port("webhooks", hooks)
+    assert url.path == "/webhooks"  # pipeline.webhooks.service.build_app: POST /webhooks
 
 
 def test_prometheus_scrapes_every_service_where_compose_serves_it() -> None:
@@ -380,12 +427,29 @@ def test_k8s_files_parse_as_toml(tmp_path: Path) -> None:
     files = next(cm for cm in k8s_kind("ConfigMap") if cm["metadata"]["name"] == "tally-files")
     from pipeline.ledger.locations import load_locations
     from pipeline.sink.config import parse_shops
+    from pipeline.webhooks.config import parse_webhook_shops
 
     shops = parse_shops(tomllib.loads(files["data"]["shops.toml"]))
     assert shops and all(s.token_env for s in shops)
     path = tmp_path / "locations.toml"
     path.write_text(files["data"]["locations.toml"])
-    assert load_locations(path) is not None
+    locations = load_locations(path)
+    assert locations is not None
+    hooks = parse_webhook_shops(tomllib.loads(files["data"]["webhooks.toml"]))
+    secrets = {s["metadata"]["name"]: set(s["stringData"]) for s in k8s_kind("Secret")}
+    for hook in hooks:
+        assert hook.online_branch in locations, hook.domain
+        assert hook.secret_env and any(hook.secret_env in keys for keys in secrets.values())
+    (deployment,) = [d for d in k8s_kind("Deployment")
+                     if d["metadata"]["name"] == "tally-webhooks"]
+    (container,) = containers(deployment)
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    files_mount = next(n for n, v in volumes.items()
+                       if v.get("configMap", {}).get("name") == "tally-files")
+    assert env["TALLY_WEBHOOKS_FILE"] == f"{mounts[files_mount]}/webhooks.toml"
+    assert env["TALLY_WEBHOOKS_HOST"] == "0.0.0.0"
 
 
 # -- Prometheus alerts and Grafana ---------------------------------------------------------------
