@@ -283,8 +283,8 @@ class Demo:
                          "location": mapping.location_id,
                          "available": self.oracle.ats(key) - orders.get(key, 0)})
         self.oracle.changed.clear()
-        if rows:
-            http_json(f"{self.sim_url}/_sim/true-stock", rows)
+        for start in range(0, len(rows), 1000):  # the simulator caps request bodies at 1 MiB
+            http_json(f"{self.sim_url}/_sim/true-stock", rows[start:start + 1000])
 
     def progress(self, elapsed: float, sent: int) -> None:
         counts = self.worker_counts()
