@@ -88,6 +88,42 @@ def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLe
     )
 
 
+class ConsumerLag:
+    """Consumer lag per agent, in records and in time (``tally_consumer_lag_*``)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, dict[Any, tuple[int, float]]] = {"intake": {}, "ledger": {}}
+        self.gauges = {c: (m.LEDGER_LAG_SECONDS.labels(c), m.CONSUMER_LAG_OFFSETS.labels(c))
+                       for c in self.last}
+
+    def processed(self, consumer: str, msg: Any) -> None:
+        self.last[consumer][msg.tp] = (msg.offset, msg.timestamp)
+
+    def report(self, kafka_consumer: Any) -> None:
+        """Records behind = highwater - next offset, over the partitions each agent has read;
+        time behind = age of the last record processed while records wait (0 when caught up)."""
+        try:
+            assigned = kafka_consumer.assignment()
+        except Exception:  # not started or rebalancing: report next time
+            return
+        for consumer, last in self.last.items():
+            behind, oldest = 0, None
+            for tp in assigned:
+                if tp not in last:
+                    continue
+                highwater = kafka_consumer.highwater(tp)
+                offset, ts = last[tp]
+                if highwater is None:
+                    continue
+                waiting = max(0, highwater - offset - 1)
+                behind += waiting
+                if waiting and ts is not None:
+                    oldest = ts if oldest is None else min(oldest, ts)
+            seconds, records = self.gauges[consumer]
+            records.set(behind)
+            seconds.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+
+
 def history_record(movement: Movement, position: LedgerPosition, outputs: list[Any]) -> bytes:
     """One audit-trail entry: the movement applied and the position it produced."""
     return json.dumps({
@@ -151,6 +187,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         web_bind=settings.web_bind,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        logging_config=logs.dict_config("worker"),  # JSON logs once faust sets up logging
     )
     catalog = CatalogFollower(settings.bootstrap, topics.catalog)
 
@@ -174,10 +211,17 @@ def build_app(settings: WorkerSettings) -> faust.App:
     async def follow_catalog() -> None:
         await catalog.run()
 
+    lag = ConsumerLag()
+
+    @app.timer(interval=5.0)
+    async def report_consumer_lag() -> None:
+        lag.report(app.consumer)
+
     @app.agent(sources)
     async def intake(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            lag.processed("intake", msg)
             system = system_of_topic.get(msg.topic, "unknown")
             m.EVENTS_RECEIVED.labels(system).inc()
             raw = event.value if isinstance(event.value, bytes) else None
@@ -221,6 +265,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         await catalog.ready.wait()
         async for event in stream.events():
             msg = event.message
+            lag.processed("ledger", msg)
             try:
                 movement = Movement.from_json(event.value)
             except (ValueError, KeyError, TypeError) as exc:
