@@ -161,6 +161,15 @@ def position_view(position: LedgerPosition, locations: Locations) -> dict[str, A
     }
 
 
+class TallyWorker(faust.Worker):
+    """faust's worker without the terminal spinner: at log levels from WARN up the spinner sets
+    the root logger to DEBUG so that it spins on every record, which costs ~7% of the CPU."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+
 def build_app(settings: WorkerSettings) -> faust.App:
     """Create the faust app with its tables, agents and web pages."""
     locations = load_locations(settings.locations_file)
@@ -187,6 +196,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         web_bind=settings.web_bind,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        Worker=TallyWorker,
         logging_config=logs.dict_config("worker"),  # JSON logs once faust sets up logging
     )
     catalog = CatalogFollower(settings.bootstrap, topics.catalog)
@@ -287,6 +297,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
             )
             new, outputs = apply(position, movement, ctx)
             correlation_id = movement.mark
+            logs.correlation_id.set(correlation_id)
             # Written even for a duplicate: a crash may have left the local store ahead of the
             # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
             positions[key] = new.to_json()

@@ -65,3 +65,19 @@ def configure(service: str, *, level: str | None = None, secrets: Iterable[str] 
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("TALLY_LOG_LEVEL", "info")).upper())
     logging.Formatter.converter = time.gmtime
+
+
+def dict_config(service: str, *, secrets: Iterable[str] = ()) -> dict:
+    """A ``logging.config.dictConfig`` for faust/mode's ``logging_config``: JSON to stderr.
+
+    ``merge`` keeps mode's root logger (its level comes from ``--loglevel``) and replaces only
+    its ``default`` handler, so faust's own setup_logging emits the same JSON lines.
+    """
+    return {
+        "version": 1,
+        "merge": True,
+        "formatters": {"json": {"()": JsonFormatter, "service": service,
+                                "secrets": tuple(secrets)}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stderr"}},
+    }

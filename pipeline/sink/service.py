@@ -293,7 +293,8 @@ class Sink:
             self._dead_letter_raw(ref, raw, "bad_push_record", str(exc))
             return None
         if push.shop not in self.workers:
-            self._dead_letter_raw(ref, raw, "unknown_shop", f"shop {push.shop} not configured")
+            self._dead_letter_raw(ref, raw, "unknown_shop", f"shop {push.shop} not configured",
+                                  correlation_id=push.correlation_id)
             return None
         offer = self.coalescer.offer(push, ref, now, reassert=reassert)
         if offer is Offer.ACCEPTED and reassert:
@@ -368,7 +369,7 @@ class Sink:
         self._producer.poll(0)
 
     def _dead_letter_raw(self, ref: SourceRef, raw: bytes, reason: str, detail: str,
-                         extra: dict[str, Any] | None = None) -> None:
+                         extra: dict[str, Any] | None = None, correlation_id: str = "") -> None:
         original, enc = DeadLetter.encode_original(raw)
         dl = DeadLetter(reason=reason, detail=detail, source_topic=ref.topic,
                         source_partition=ref.partition, source_offset=ref.offset,
@@ -378,6 +379,10 @@ class Sink:
                       dl.to_json())
         m.DEAD_LETTERS.labels(SERVICE, reason).inc()
         self.stats.dead_letters += 1
+        log.warning("dead letter: %s", reason, extra={
+            "correlation_id": correlation_id, "fields": {
+                "reason": reason, "topic": ref.topic, "partition": ref.partition,
+                "offset": ref.offset}})
         self.offsets.done([ref])  # durable before commit: _commit flushes the producer first
 
     def _dead_letter_entry(self, entry: Entry, reason: str, detail: str,
@@ -394,6 +399,10 @@ class Sink:
         self._produce(self.topics.dead_letter, entry.key, dl.to_json())
         m.DEAD_LETTERS.labels(SERVICE, reason).inc()
         self.stats.dead_letters += 1
+        log.warning("dead letter: %s", reason, extra={
+            "correlation_id": entry.push.correlation_id, "fields": {
+                "reason": reason, "shop": entry.push.shop, "key": entry.key,
+                "ledger_version": entry.push.ledger_version, "records": len(refs)}})
         self.offsets.done(refs)
 
     # -- shop side ---------------------------------------------------------------------------
@@ -627,6 +636,12 @@ class Sink:
                 m.END_TO_END_SECONDS.labels("shopify").observe(
                     max(0.0, wall - entry.oldest_event_at))
             m.SHOPIFY_ITEMS_PUSHED.labels(w.domain, item.location_id).inc()
+            if entry is not None and log.isEnabledFor(logging.DEBUG):  # one line per item
+                log.debug("pushed", extra={"correlation_id": entry.push.correlation_id,
+                                           "fields": {"shop": w.domain, "key": item.key,
+                                                      "available": item.quantity,
+                                                      "ledger_version": item.ledger_version,
+                                                      "records": len(entry.sources)}})
             self.offsets.done(self.coalescer.resolve(item.key))
         self.stats.items_acked += len(req.items)
         m.SHOPIFY_ITEMS_PER_CALL.observe(len(req.items))
@@ -669,7 +684,8 @@ class Sink:
         self._produce(self.topics.drift, entry.key, json.dumps(record).encode())
         m.DRIFT_DETECTED.labels(cause).inc()
         self.stats.drift += 1
-        log.info("drift", extra={"fields": {k: v for k, v in record.items() if k != "sku"}})
+        log.info("drift", extra={"correlation_id": entry.push.correlation_id,
+                                 "fields": {k: v for k, v in record.items() if k != "sku"}})
 
     # -- web ---------------------------------------------------------------------------------
 

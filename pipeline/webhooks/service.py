@@ -152,6 +152,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
         translation = intake.translator.translate(topic, shop, payload)
     except BadPayload as exc:
         return _answer(topic, "bad_payload", 422, started, detail=str(exc)[:300])
+    # The source transaction id (e.g. order-123) travels on: the worker's dedupe mark is
+    # shopify:<transaction_id>:<line> and the sink logs that mark with each push.
+    txns = sorted({str(ev.get("transaction_id")) for _, ev in translation.events})
+    logs.correlation_id.set(",".join(txns) or event_id)
     s = intake.settings
     records = [(s.topics.shopify_orders, key, ev) for key, ev in translation.events]
     records += [(s.topics.shopify_levels, key, rec) for key, rec in translation.levels]
@@ -165,6 +169,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
     if translation.events:
         PUBLISHED.labels(topic).inc(len(translation.events))
     outcome = translation.outcome if not records else "published"
+    log.info("webhook %s", outcome, extra={"fields": {
+        "topic": topic, "shop": shop, "event_id": event_id, "events": len(translation.events),
+        "levels": len(translation.levels)}})
     return _answer(topic, outcome, 200, started, published=len(records))
 
 
