@@ -188,7 +188,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         # Batch produce requests (movements, changelog, pushes, history): without linger every
         # record is its own request and socket writes dominate the profile.
-        producer_linger_ms=settings.producer_linger_ms,
+        producer_linger=settings.producer_linger_ms / 1000.0,
         consumer_auto_offset_reset="earliest",
         # A killed worker's partitions move after this long; faust's default is 60 s.
         broker_session_timeout=settings.session_timeout_s,
