@@ -41,6 +41,12 @@ DEMO_ARGS ?=
 demo: setup
 	$(BIN)/tally demo --duration $(DEMO_SECONDS) --json .tally/demo-summary.json $(DEMO_ARGS)
 
+# Benchmarks (bench/README.md): JSON, a markdown table and plots in bench/results/.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -1,0 +1,1 @@
+"""Tally benchmarks: ``python -m bench.run`` (see bench/README.md)."""

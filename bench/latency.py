@@ -1,0 +1,242 @@
+"""End-to-end latency: source event → Shopify (simulator) acknowledgment, at paced rates.
+
+Pipeline: bench producer → source topics → ``tally worker`` → push topic → ``tally sink`` →
+simulator (own process, Standard plan). Acks are pre-seeded so every key's Shopify level is known
+(the steady state of a running system; no first-push level reads).
+
+Per event: its ledger history record gives the key, the version it produced, whether it changed
+what Shopify should show (``PublishAvailable``) and ``observed_at`` (the source record's Kafka
+timestamp, set when the bench produced it). Its latency is the sink's ``acknowledged_at`` of the
+first ack of that key with ``ledger_version`` >= that version, minus ``observed_at``. Events that
+change nothing on Shopify are excluded; events not acknowledged before the drain deadline count
+as infinitely late (so an unsustained rate shows p99 = inf, never a flattering number).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    SHOP,
+    SHOPIFY_BRANCHES,
+    SimProcess,
+    SinkProcess,
+    Watermarks,
+    log,
+    median,
+    new_worker,
+    percentile,
+    produce,
+    producer,
+    publish_catalog,
+    read_topic,
+    traffic,
+    write_locations,
+)
+from pipeline.messages import push_key
+from tests.support.sink import seed_acks
+
+P99_TARGET_S = 2.0
+
+
+class Pipeline:
+    """Simulator + worker + sink on fresh topics, acks seeded with the simulator's levels."""
+
+    def __init__(self, bootstrap: str, workdir: Path, skus: int,
+                 window_s: float | None = None) -> None:
+        self.bootstrap, self.workdir, self.skus = bootstrap, workdir, skus
+        self.window_s = window_s
+        self.sim = SimProcess(skus, workdir / "sim", locations=len(SHOPIFY_BRANCHES))
+        self.worker: Any = None
+        self.sink: SinkProcess | None = None
+
+    def start(self) -> None:
+        info = self.sim.start()
+        self.items: dict[str, str] = info["items"]
+        self.location_ids = {b: info["locations"][f"Warehouse {i + 1}"]
+                             for i, b in enumerate(SHOPIFY_BRANCHES)}
+        locations = write_locations(self.workdir / "locations.toml", self.location_ids)
+        self.worker = new_worker(self.bootstrap, self.workdir / "worker", locations)
+        self.topics = self.worker.topics
+        self.worker.create_topics()
+        publish_catalog(self.bootstrap, self.topics.catalog, self.items)
+        seed_acks(self.bootstrap, self.topics.shopify_acks,
+                  [((SHOP, item, loc), info["available"]) for item in self.items.values()
+                   for loc in self.location_ids.values()])
+        self.worker.start()
+        self.sink = SinkProcess(self.bootstrap, self.workdir / "sink", self.topics,
+                                info["shop_url"], info["token"], window_s=self.window_s)
+        self.sink.start()
+        self.worker.wait_ready(timeout=180)
+        self.sink.wait_ready()
+        self.wm = Watermarks(self.bootstrap)
+
+    def stop(self) -> None:
+        for stop in (self.sink.stop if self.sink else None,
+                     self.worker.stop if self.worker else None, self.sim.stop):
+            if stop is not None:
+                stop()
+
+    def caught_up(self, produced_total: int) -> bool:
+        """Every source record consumed, every movement applied, every push resolved by the
+        sink (its committed offsets reach the push topic's end)."""
+        assert self.sink is not None
+        sources = list(self.topics.sources().values())
+        if self.wm.committed(self.worker.app_id, sources) < produced_total:
+            return False
+        changelog = f"{self.worker.app_id}-positions-changelog"
+        if self.wm.total(changelog) < self.wm.total(self.topics.movements):
+            return False
+        push = self.topics.shopify_push
+        return self.wm.committed(self.sink.group, [push]) >= self.wm.total(push)
+
+
+def paced_produce(p: Any, topics: Any, gen: Any, rate: float, seconds: float) -> int:
+    """Produce ``rate`` events/s for ``seconds`` in 10 ms ticks; returns the count."""
+    by_system = topics.sources()
+    t0 = time.monotonic()
+    n = 0
+    while True:
+        now = time.monotonic() - t0
+        if now >= seconds:
+            break
+        due = int(min(now, seconds) * rate) + 1
+        while n < due:
+            system, ev = gen.event()
+            produce(p, by_system[system], None, json.dumps(ev, separators=(",", ":")).encode())
+            n += 1
+        p.poll(0)
+        time.sleep(0.005)
+    p.flush(30)
+    return n
+
+
+def measure_window(pipe: Pipeline, t_start: float, t_end: float, produced: int,
+                   cutoff: float, drained: bool) -> dict[str, Any]:
+    """Latencies of the events observed in [t_start, t_end], acks up to wall time ``cutoff``.
+
+    ``drained``: the sink resolved every push. An event with no ack at or after its version then
+    needed no write (Shopify already held the value: the sink's ``UpToDate``), so it is counted
+    in ``no_write_needed`` instead of as a latency; without a drain it counts as infinite."""
+    acks: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for msg in read_topic(pipe.bootstrap, pipe.topics.shopify_acks):
+        a = json.loads(msg.value())
+        if a["acknowledged_at"] <= cutoff:
+            acks[msg.key().decode()].append((a["ledger_version"], a["acknowledged_at"]))
+    for v in acks.values():
+        v.sort()
+    lat: list[float] = []
+    applied = publishing = no_write = 0
+    for msg in read_topic(pipe.bootstrap, pipe.topics.history):
+        h = json.loads(msg.value())
+        obs = h.get("observed_at")
+        if obs is None or not t_start - 0.5 <= obs <= t_end + 0.5:
+            continue
+        applied += 1
+        if "PublishAvailable" not in h["outcome"] or h["branch"] not in pipe.location_ids:
+            continue
+        publishing += 1
+        key = push_key(SHOP, pipe.items[h["sku"]], pipe.location_ids[h["branch"]])
+        versions = acks.get(key, [])
+        i = bisect.bisect_left(versions, (h["version"], -1.0))
+        if i < len(versions):
+            lat.append(versions[i][1] - obs)
+        elif drained:
+            no_write += 1
+        else:
+            lat.append(float("inf"))
+    # Not drained: events produced but not yet applied are late by definition (scaled by the
+    # share of applied events that changed Shopify). Drained: the difference is redeliveries
+    # (the ledger writes no history record for a duplicate), excluded like other no-ops.
+    if not drained:
+        share = publishing / applied if applied else 1.0
+        lat += [float("inf")] * int(max(0, produced - applied) * share)
+    lat.sort()
+    undelivered = sum(1 for x in lat if x == float("inf"))
+    return {"events": produced, "applied": applied, "measured": len(lat),
+            "undelivered": undelivered, "no_write_needed": no_write, "p50_s": percentile(lat, 50),
+            "p95_s": percentile(lat, 95), "p99_s": percentile(lat, 99),
+            "max_s": lat[-1] if lat else float("nan")}
+
+
+def one_rate(pipe: Pipeline, gen: Any, rate: float, seconds: float, drain_s: float,
+             produced_total: int) -> tuple[dict[str, Any], int]:
+    p = producer(pipe.bootstrap, **{"linger.ms": 1})
+    t_start = time.time()
+    n = paced_produce(p, pipe.topics, gen, rate, seconds)
+    t_end = time.time()
+    produced_total += n
+    caught = pipe.caught_up(produced_total)
+    deadline = time.monotonic() + drain_s
+    while not caught and time.monotonic() < deadline:
+        time.sleep(0.3)
+        caught = pipe.caught_up(produced_total)
+    time.sleep(1.0)  # the sink commits every 0.5 s after its acks are flushed
+    res = measure_window(pipe, t_start, t_end, n, cutoff=time.time(), drained=caught)
+    res.update(rate=rate, seconds=seconds, achieved_rate=n / (t_end - t_start),
+               worker_caught_up=caught)
+    return res, produced_total
+
+
+def run_series(bootstrap: str, workdir: Path, *, skus: int, rates: list[float], reps: int,
+               seconds: float, drain_s: float, window_s: float | None) -> dict[str, Any]:
+    """Every rate (ascending) on one pipeline, rebuilt after a rate it could not keep up with."""
+    by_rate: dict[str, Any] = {}
+    pipe: Pipeline | None = None
+    total = 0
+    attempt = 0
+    try:
+        for rate in sorted(rates):
+            runs = []
+            for rep in range(reps):
+                if pipe is None:
+                    attempt += 1
+                    pipe = Pipeline(bootstrap, workdir / f"pipeline{attempt}", skus, window_s)
+                    pipe.start()
+                    total = 0
+                    log(f"latency pipeline {attempt} up (sink window {window_s or 'default'})")
+                gen = traffic(skus, seed=1000 + attempt * 100 + rep)
+                res, total = one_rate(pipe, gen, rate, seconds, drain_s, total)
+                runs.append(res)
+                log(f"latency {rate:.0f}/s rep {rep + 1}: p50 {res['p50_s']:.3f} s, p99 "
+                    f"{res['p99_s']:.3f} s, undelivered {res['undelivered']}, drained "
+                    f"{res['worker_caught_up']}")
+                if not res["worker_caught_up"]:
+                    # Backlog left behind would pollute the next run: rebuild, and do not
+                    # repeat a rate already shown to be over capacity.
+                    pipe.stop()
+                    pipe = None
+                    break
+            by_rate[str(int(rate))] = {
+                "p50_s": median(r["p50_s"] for r in runs),
+                "p95_s": median(r["p95_s"] for r in runs),
+                "p99_s": median(r["p99_s"] for r in runs),
+                "repetitions": len(runs), "runs": runs,
+            }
+    finally:
+        if pipe is not None:
+            pipe.stop()
+    held = [float(r) for r, v in by_rate.items() if v["p99_s"] < P99_TARGET_S]
+    return {"sink_window_s": window_s or 2.0, "rates": by_rate,
+            "highest_rate_p99_under_2s": max(held) if held else None,
+            "rates_tested": sorted(rates)}
+
+
+def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, seconds: float | None = None,
+        rates: list[float] | None = None) -> dict[str, Any]:
+    """The default sink window (2 s), then a 0.5 s window to show what the knob buys."""
+    skus = 2_000 if quick else 20_000
+    seconds = seconds or (4.0 if quick else 20.0)
+    rates = rates or ([200.0, 500.0] if quick else [250.0, 500.0, 1000.0, 2000.0, 5000.0])
+    drain_s = 10.0 if quick else 30.0
+    kw = {"skus": skus, "reps": reps, "seconds": seconds, "drain_s": drain_s}
+    default = run_series(bootstrap, workdir / "default", rates=rates, window_s=None, **kw)
+    short_rates = [r for r in rates if r <= 2000.0]
+    short = run_series(bootstrap, workdir / "window-0.5", rates=short_rates, window_s=0.5, **kw)
+    return {"keys": skus * 5, "seconds_per_run": seconds, **default,
+            "series": {"sink_window_0.5s": short}}
