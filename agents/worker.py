@@ -88,6 +88,35 @@ def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLe
     )
 
 
+class SkippedRecords:
+    """Detects records the consumer skipped, so they can be read again.
+
+    faust-streaming 0.15 can drop records it had fetched but not yet handed to an agent when a
+    rebalance re-assigns the same partitions; the next record then arrives with a higher offset,
+    and faust's gap tracking counts the missing range as done, so it is committed unprocessed.
+    Tally's topics have contiguous offsets, so a forward jump means records were skipped: seek
+    back once and read them again (dedupe marks make the replay harmless). The same jump seen
+    twice is a real gap (e.g. transaction markers upstream) and is accepted.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[Any, int] = {}
+        self.reread: set[tuple[Any, int]] = set()
+
+    def check(self, tp: Any, offset: int) -> int | None:
+        """The offset to seek back to, or None to process this record now."""
+        prev = self.last.get(tp)
+        if prev is not None and offset > prev + 1 and (tp, prev + 1) not in self.reread:
+            self.reread.add((tp, prev + 1))
+            return prev + 1
+        self.last[tp] = offset
+        return None
+
+    def forget(self, tps: Any) -> None:
+        for tp in tps:
+            self.last.pop(tp, None)
+
+
 class ConsumerLag:
     """Consumer lag per agent, in records and in time (``tally_consumer_lag_*``)."""
 
@@ -223,6 +252,28 @@ def build_app(settings: WorkerSettings) -> faust.App:
 
     lag = ConsumerLag()
 
+    guard = SkippedRecords()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        # A partition that comes back later may legitimately have moved on elsewhere.
+        guard.forget(revoked)
+
+    async def reread_if_skipped(msg: Any) -> bool:
+        """True when records before ``msg`` were skipped: they are read again (see
+        ``SkippedRecords``) and ``msg`` itself comes again after them."""
+        seek_to = guard.check(msg.tp, msg.offset)
+        if seek_to is None:
+            return False
+        m.RECORDS_REREAD.inc(msg.offset - seek_to)
+        log.warning("records %s..%s of %s were skipped by the consumer; reading them again",
+                    seek_to, msg.offset - 1, msg.tp)
+        gap = app.consumer._gap.get(msg.tp)
+        if gap:  # faust counted the skipped range as done; it is not
+            gap.chop(seek_to, msg.offset + 1)
+        await app.consumer.seek(msg.tp, seek_to)
+        return True
+
     @app.timer(interval=5.0)
     async def report_consumer_lag() -> None:
         lag.report(app.consumer)
@@ -231,6 +282,8 @@ def build_app(settings: WorkerSettings) -> faust.App:
     async def intake(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            if await reread_if_skipped(msg):
+                continue
             lag.processed("intake", msg)
             system = system_of_topic.get(msg.topic, "unknown")
             m.EVENTS_RECEIVED.labels(system).inc()
@@ -272,9 +325,15 @@ def build_app(settings: WorkerSettings) -> faust.App:
 
     @app.agent(movements)
     async def ledger(stream: faust.StreamT) -> None:
-        await catalog.ready.wait()
         async for event in stream.events():
+            # Wait for the catalog while holding an event, never before iterating: records that
+            # arrive while no iteration is active can be acknowledged unprocessed (seen as a
+            # lost range of movements after a kill -9 and restart).
+            if not catalog.ready.is_set():
+                await catalog.ready.wait()
             msg = event.message
+            if await reread_if_skipped(msg):
+                continue
             lag.processed("ledger", msg)
             try:
                 movement = Movement.from_json(event.value)

@@ -39,6 +39,9 @@ SAFETY_BUFFER_BREACHES = Counter(
 BELOW_ZERO = Counter(
     "tally_ats_below_zero_total", "Times the raw ATS (before clamping) fell below zero."
 )
+RECORDS_REREAD = Counter(
+    "tally_records_reread_total", "Records the consumer skipped and the worker read again."
+)
 PUSHES_EMITTED = Counter(
     "tally_pushes_emitted_total", "ATS changes emitted to the Shopify-push topic."
 )
