@@ -69,4 +69,12 @@ class WorkerSettings:
     reservation_scan_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_RESERVATION_SCAN_SECONDS", "5"))
     )
+    # Kits/bundles and per-SKU minimum publish thresholds (TOML); unset = none.
+    kits_file: Path | None = field(
+        default_factory=lambda: _optional_path(os.environ.get("TALLY_KITS_FILE"))
+    )
     topics: Topics = field(default_factory=Topics)
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None

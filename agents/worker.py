@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from agents.catalog_follower import CatalogFollower
+from agents.kits import register_kits
 from agents.settings import WorkerSettings
 from pipeline.infra.kafka_topics import ensure_topics
 from pipeline.ledger.apply import ApplyContext, apply
@@ -103,18 +104,24 @@ class SkippedRecords:
         self.last: dict[Any, int] = {}
         self.reread: set[tuple[Any, int]] = set()
 
-    def check(self, tp: Any, offset: int) -> int | None:
-        """The offset to seek back to, or None to process this record now."""
+    def check(self, tp: Any, offset: int, committed: int | None = None) -> int | None:
+        """The offset to seek back to, or None to process this record now. ``committed`` is
+        the group's committed offset: the first record read must be that one."""
         prev = self.last.get(tp)
-        if prev is not None and offset > prev + 1 and (tp, prev + 1) not in self.reread:
-            self.reread.add((tp, prev + 1))
-            return prev + 1
+        expected = prev + 1 if prev is not None else committed
+        if expected is not None and offset > expected and (tp, expected) not in self.reread:
+            self.reread.add((tp, expected))
+            return expected
         self.last[tp] = offset
         return None
 
     def forget(self, tps: Any) -> None:
-        for tp in tps:
+        """Start afresh for these partitions (revoked or re-assigned): the next record is
+        checked against the committed offset, and a re-read may happen again."""
+        gone = set(tps)
+        for tp in gone:
             self.last.pop(tp, None)
+        self.reread = {(tp, offset) for tp, offset in self.reread if tp not in gone}
 
 
 class ConsumerLag:
@@ -245,6 +252,8 @@ def build_app(settings: WorkerSettings) -> faust.App:
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
     )
+    kits = register_kits(app, settings, locations=locations, catalog=catalog,
+                         push_topic=push_topic, unmapped_topic=unmapped)
 
     @app.task
     async def follow_catalog() -> None:
@@ -259,10 +268,15 @@ def build_app(settings: WorkerSettings) -> faust.App:
         # A partition that comes back later may legitimately have moved on elsewhere.
         guard.forget(revoked)
 
+    @app.on_partitions_assigned.connect
+    async def forget_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        # Every assignment restarts reading at the committed offset: check from there.
+        guard.forget(assigned)
+
     async def reread_if_skipped(msg: Any) -> bool:
         """True when records before ``msg`` were skipped: they are read again (see
         ``SkippedRecords``) and ``msg`` itself comes again after them."""
-        seek_to = guard.check(msg.tp, msg.offset)
+        seek_to = guard.check(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp))
         if seek_to is None:
             return False
         m.RECORDS_REREAD.inc(msg.offset - seek_to)
@@ -353,6 +367,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
                 dedupe_retention_s=settings.dedupe_retention_s,
                 unmapped_report_interval_s=settings.unmapped_report_interval_s,
                 reservation_ttl_s=settings.reservation_ttl_s,
+                min_publish_threshold=kits.min_publish_threshold(movement.sku, movement.branch),
             )
             new, outputs = apply(position, movement, ctx)
             correlation_id = movement.mark
@@ -362,6 +377,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
             positions[key] = new.to_json()
             m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
             await handle_outputs(outputs, new, movement, correlation_id)
+            await kits.after_apply(position, new, rules, outputs)
 
     async def handle_outputs(outputs: list[Any], position: LedgerPosition, movement: Movement,
                              correlation_id: str) -> None:

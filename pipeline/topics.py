@@ -28,6 +28,7 @@ _TOPICS: dict[str, tuple[str, str]] = {
     "history": _var("TALLY_TOPIC_HISTORY", "tally.ledger-history.v1"),
     "shopify_levels": _var("TALLY_TOPIC_SHOPIFY_LEVELS", "tally.shopify-levels.v1"),
     "reconciliation": _var("TALLY_TOPIC_RECONCILIATION", "tally.reconciliation.v1"),
+    "kit_components": _var("TALLY_TOPIC_KIT_COMPONENTS", "tally.kit-components.v1"),
 }
 
 
@@ -60,6 +61,7 @@ class Topics:
     history: str = _topic("history")
     shopify_levels: str = _topic("shopify_levels")
     reconciliation: str = _topic("reconciliation")
+    kit_components: str = _topic("kit_components")
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:

@@ -27,6 +27,9 @@ def topic_plan(topics: Topics, partitions: int) -> dict[str, tuple[int, dict[str
         topics.history: (partitions, {}),
         topics.shopify_levels: (partitions, {}),
         topics.reconciliation: (partitions, {}),
+        # Internal: component ATS keyed kit@branch, read by the kits agent (co-partitioned with
+        # its table's changelog, so the same partition count).
+        topics.kit_components: (partitions, {}),
     })
     return plan
 

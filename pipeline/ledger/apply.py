@@ -36,7 +36,7 @@ from pipeline.ledger.outputs import (
     StaleSnapshotIgnored,
 )
 from pipeline.ledger.position import LedgerPosition, Pending
-from pipeline.ledger.rules import LocationRules, ShopifyMapping
+from pipeline.ledger.rules import LocationRules, ShopifyMapping, publish_value
 
 DEFAULT_DEDUPE_RETENTION_S = 7 * 24 * 3600.0
 DEFAULT_MAX_MARKS = 10_000
@@ -56,6 +56,7 @@ class ApplyContext:
     unmapped_report_interval_s: float = DEFAULT_UNMAPPED_REPORT_INTERVAL_S
     defer_publish: bool = False  # True: only note unpublished_since; ``refresh`` publishes later
     reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S  # expiry of a reservation without one
+    min_publish_threshold: int | None = None  # per-SKU override of the branch's threshold
 
 
 def apply(
@@ -251,7 +252,10 @@ def _publish(
             outputs.append(ReportUnmapped(pos.sku, pos.branch, rules.shop or "", ats.value))
             return replace(pos, unmapped_reported_at=ctx.now)
         return pos
-    value = ats.value if ats.value >= rules.min_publish_threshold else 0
+    threshold = ctx.min_publish_threshold  # per-SKU override, else the branch's
+    if threshold is None:
+        threshold = rules.min_publish_threshold
+    value = publish_value(ats.value, threshold)
     if value == pos.last_published_ats:
         # Shopify already shows this value: nothing waits to be published.
         return pos if pos.unpublished_since is None else replace(pos, unpublished_since=None)

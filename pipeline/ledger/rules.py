@@ -39,3 +39,8 @@ class ShopifyMapping:
     shop: str
     inventory_item_id: str  # gid://shopify/InventoryItem/…
     location_id: str  # gid://shopify/Location/…
+
+
+def publish_value(ats: int, min_publish_threshold: int) -> int:
+    """What Shopify is shown for an ATS: 0 while it is below the minimum publish threshold."""
+    return ats if ats >= min_publish_threshold else 0

@@ -239,3 +239,34 @@ def test_position_with_holds_round_trips() -> None:
     p = led.pos("SKU-J", "WH")
     assert LedgerPosition.from_json(p.to_json()) == p
     assert {h.kind for h in p.holds.values()} == {"reservation", "order"}
+
+
+def test_per_sku_min_publish_threshold_overrides_the_branch() -> None:
+    """The publish decision uses the SKU's own threshold when one is set (ApplyContext), else
+    the branch's: publish 0 while ATS is below it, the ATS itself from the threshold on."""
+    from pipeline.ledger.kits import parse_channel_rules
+
+    channel = parse_channel_rules({"sku": [
+        {"sku": "SKU-T", "min_publish_threshold": 4},
+        {"sku": "SKU-T", "branch": "STORE", "min_publish_threshold": 0}]})
+    branch_rules = replace(RULES["WH"], min_publish_threshold=2)
+    mapping = ShopifyMapping(SHOP, "gid://shopify/InventoryItem/9", "gid://shopify/Location/1")
+
+    def published(sku: str, units: list[int], branch: str = "WH") -> list[int]:
+        pos, shown = None, []
+        for i, q in enumerate(units):
+            m = Movement(sku=sku, branch=branch, mark=f"erp:GR-{i}:1", source="erp",
+                         type="erp.goods_receipt", occurred_at=T0, changes=(("on_hand", q),))
+            ctx = ApplyContext(now=T0, rules=branch_rules, mapping=mapping,
+                               min_publish_threshold=channel.min_publish_threshold(sku, branch))
+            pos, out = apply(pos, m, ctx)
+            shown += [o.available for o in out if isinstance(o, PublishAvailable)]
+        return shown
+
+    # SKU-T at WH: own threshold 4 → 0 at 3 (1+2) units, 4 at 4, 6 at 6.
+    assert published("SKU-T", [1, 2, 1, 2]) == [0, 4, 6]
+    # Without an override the branch's 2 applies: 1 → 0, then 3, 4, 6.
+    assert published("SKU-OTHER", [1, 2, 1, 2]) == [0, 3, 4, 6]
+    # The per-branch entry (0) beats the every-branch one at STORE.
+    assert published("SKU-T", [1, 2], branch="STORE") == [1, 3]
+    assert channel.min_publish_threshold("SKU-T", "3PL") == 4
