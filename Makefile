@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup promtool test unit integration e2e lint kafka-up kafka-down kafka-status schema demo bench clean
+.PHONY: setup promtool test unit integration e2e soak lint kafka-up kafka-down kafka-status schema demo bench clean
 
 setup: $(STAMP) schema promtool
 
@@ -34,6 +34,10 @@ integration: setup
 
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# kill -9 soak of the worker (not in `make test`: see tests/soak/test_worker_kill9.py).
+soak: setup
+	$(BIN)/pytest tests/soak $(PYTEST_ARGS)
 
 # The whole system for DEMO_SECONDS (60) of synthetic traffic, then a summary (DEMO_ARGS for more).
 DEMO_SECONDS ?= 60

@@ -58,6 +58,12 @@ class WorkerSettings:
     commit_interval_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))
     )
+    # Static group membership (KIP-345): a restarted worker with the same id takes its
+    # partitions back at once, without the rebalances a departed member causes. Set it to a
+    # stable name per worker (the pod name of a StatefulSet); unset = dynamic membership.
+    instance_id: str | None = field(
+        default_factory=lambda: os.environ.get("TALLY_INSTANCE_ID") or None
+    )
     session_timeout_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_SESSION_TIMEOUT_SECONDS", "10"))
     )

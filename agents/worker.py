@@ -228,6 +228,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # A killed worker's partitions move after this long; faust's default is 60 s.
         broker_session_timeout=settings.session_timeout_s,
+        consumer_group_instance_id=settings.instance_id,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         web_bind=settings.web_bind,
         web_port=settings.web_port,
@@ -280,11 +281,11 @@ def build_app(settings: WorkerSettings) -> faust.App:
         if seek_to is None:
             return False
         m.RECORDS_REREAD.inc(msg.offset - seek_to)
-        log.warning("records %s..%s of %s were skipped by the consumer; reading them again",
-                    seek_to, msg.offset - 1, msg.tp)
         gap = app.consumer._gap.get(msg.tp)
         if gap:  # faust counted the skipped range as done; it is not
             gap.chop(seek_to, msg.offset + 1)
+        log.warning("records %s..%s of %s were skipped by the consumer; reading them again",
+                    seek_to, msg.offset - 1, msg.tp)
         await app.consumer.seek(msg.tp, seek_to)
         return True
 

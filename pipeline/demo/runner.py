@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from pipeline.demo.report import compare_levels, end_to_end_latencies, percentile
 from pipeline.demo.services import Service, free_port, http_json, http_text, metric_total
 from pipeline.demo.world import DemoWorld
+from pipeline.infra.kafka_read import read_to_end
 from pipeline.infra.kafka_topics import ensure_topics
 from pipeline.infra.local_kafka import KafkaStartError, LocalKafka
 from pipeline.ledger.apply import ApplyContext, apply
@@ -141,6 +142,7 @@ class Demo:
         self.worker_url = f"http://127.0.0.1:{worker_port}"
         worker = Service("worker", ["worker", "--loglevel=warn"], {
             **base_env, "TALLY_APP_ID": f"tally-demo-{self.run_id}",
+            "TALLY_INSTANCE_ID": f"tally-demo-{self.run_id}-worker-0",
             "TALLY_PARTITIONS": str(o.partitions), "TALLY_DATA_DIR": str(self.dir / "worker"),
             "TALLY_LOCATIONS_FILE": str(locations_file), "TALLY_WEB_PORT": str(worker_port),
         }, self.dir, ready_url=f"{self.worker_url}/readyz")
@@ -317,11 +319,11 @@ class Demo:
         counts = self.worker_counts()
         sink = http_json(f"{self.sink_url}/stats")
         sim = http_json(f"{self.sim_url}/_sim/stats")
-        pushes = [json.loads(v) for _, v in consume_to_end(self.bootstrap,
+        pushes = [json.loads(v) for _, v in read_to_end(self.bootstrap,
                                                            self.topics.shopify_push) if v]
-        acks = [json.loads(v) for _, v in consume_to_end(self.bootstrap,
+        acks = [json.loads(v) for _, v in read_to_end(self.bootstrap,
                                                          self.topics.shopify_acks) if v]
-        drift = [v for _, v in consume_to_end(self.bootstrap, self.topics.drift) if v]
+        drift = [v for _, v in read_to_end(self.bootstrap, self.topics.drift) if v]
         # Only what the traffic caused: the opening state was in sync before the run.
         latencies = end_to_end_latencies([p for p in pushes if p["emitted_at"] >= since], acks)
         ledger = self.ledger_ats()
@@ -372,7 +374,7 @@ class Demo:
         """ATS of every key from the worker's changelog (what a recovering worker restores)."""
         out: dict[str, int] = {}
         topic = f"tally-demo-{self.run_id}-positions-changelog"
-        for _, value in consume_to_end(self.bootstrap, topic):
+        for _, value in read_to_end(self.bootstrap, topic):
             if value is None:
                 continue
             position = LedgerPosition.from_json(value)
@@ -389,37 +391,6 @@ class Demo:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def consume_to_end(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of a topic up to its current end (key, value)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-read-{time.time()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return []
-        ends = {}
-        for p in meta.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi > lo:
-                ends[p] = hi
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[tuple[bytes | None, bytes | None]] = []
-        done: dict[int, bool] = defaultdict(bool)
-        deadline = time.monotonic() + 120
-        while len([p for p in ends if done[p]]) < len(ends) and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=5000, timeout=1.0):
-                if msg.error():
-                    continue
-                out.append((msg.key(), msg.value()))
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    done[msg.partition()] = True
-        return out
-    finally:
-        consumer.close()
 
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:

@@ -36,33 +36,9 @@ def read_history(bootstrap: str, topic: str, sku: str, branch: str,
                  timeout: float = 60.0) -> list[dict[str, Any]]:
     """Read the history topic to its end and keep one key's entries (a full scan: the topic is
     kept for the audit period; a per-key index is future work)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from pipeline.infra.kafka_read import read_to_end
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tally-ledger-history",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    out: list[tuple[bytes | None, bytes | None]] = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return []
-        ends = {}
-        for p in meta.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi > lo:
-                ends[p] = hi
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        import time
-
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                out.append((msg.key(), msg.value()))
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-    finally:
-        consumer.close()
+    out = read_to_end(bootstrap, topic, timeout=timeout)
     return history_for(out, sku, branch)
 
 

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -160,3 +161,15 @@ def read_changelog(
 
 def records(bootstrap: str, topic: str, **kw: float) -> list[dict]:
     return [json.loads(m.value()) for m in consume_all(bootstrap, topic, **kw)]
+
+
+def wait_for_oracle(worker: WorkerProcess, oracle: Any, timeout: float) -> list:
+    """Wait until the worker has consumed everything, then diff its changelog with the oracle."""
+    from tests.support.kafka import wait_caught_up
+    from tests.support.oracle import diff
+
+    wait_caught_up(worker.bootstrap, worker.app_id,
+                   [*worker.topics.sources().values(), worker.topics.movements],
+                   timeout=timeout, alive=worker.alive)
+    ledger = read_changelog(worker.bootstrap, worker.changelog_topic(), timeout=60)
+    return diff(ledger, oracle.positions)

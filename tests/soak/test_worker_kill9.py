@@ -1,0 +1,76 @@
+"""The worker killed with kill -9 five times while it processes 50,000 events (`make soak`).
+
+The expected ledger comes from replaying the same records through the pure core (the oracle):
+after the kills every key must match it on every component and on its version (a version off by
+one would mean a movement applied twice or lost).
+
+Not part of `make test`: with faust-streaming 0.15 this test fails in about one run in three.
+faust can hand an agent records starting past the committed offset after the rebalance that
+follows a restart, and count the skipped range as processed. The worker detects the jump and
+seeks back (agents/worker.py, SkippedRecords; docs/ledger.md), which repairs most cases but not
+all. It stays runnable here, red when the bug bites, until the consumer path is fixed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from pipeline.ledger.catalog import Catalog, CatalogEntry
+from pipeline.ledger.locations import load_locations
+from pipeline.simulation.traffic import TrafficGenerator
+from tests.support.fixtures import SHOP, write_locations
+from tests.support.kafka import producer
+from tests.support.oracle import Oracle
+from tests.support.worker import (
+    WorkerProcess,
+    produce_events,
+    publish_catalog,
+    records,
+    wait_for_oracle,
+)
+
+BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
+TPL = ["3PL-EU"]
+
+
+def test_ledger_equals_oracle_after_repeated_kill_9(kafka_bootstrap: str, tmp_path: Path) -> None:
+    skus = [f"SKU-CRASH-{i:03d}" for i in range(400)]
+    locations_file = write_locations(tmp_path)
+    worker = WorkerProcess(kafka_bootstrap, tmp_path / "w", locations_file)
+    worker.create_topics()
+    catalog_rows = [(SHOP, sku, f"gid://shopify/InventoryItem/{i}") for i, sku in
+                    enumerate(skus, start=1)]
+    publish_catalog(kafka_bootstrap, worker.topics.catalog, catalog_rows)
+    stream = list(TrafficGenerator(skus=skus, branches=BRANCHES, tpl_branches=TPL, seed=5,
+                                   duplicate_rate=0.03).encoded(50_000))
+    oracle = Oracle(load_locations(locations_file),
+                    Catalog().with_entries(CatalogEntry(*r) for r in catalog_rows))
+    oracle.feed(stream)
+
+    produce_events(producer(kafka_bootstrap), worker.topics, stream)
+    rng = random.Random(1234)
+    kills = 0
+    worker.start()
+    try:
+        while kills < 5:
+            worker.wait_ready()
+            time.sleep(rng.uniform(0.5, 4.0))  # a random moment mid-stream
+            worker.kill9()
+            kills += 1
+            worker.start()
+        worker.wait_ready()
+        assert wait_for_oracle(worker, oracle, timeout=240) == []
+        assert worker.starts == 6
+    finally:
+        worker.stop()
+    pushes = records(kafka_bootstrap, worker.topics.shopify_push, timeout=60, idle=3)
+    last = {}
+    for p in pushes:  # per key, in partition order: the last push is the current ATS
+        last[(p["sku"], p["branch"])] = p["available"]
+    published = {k: p.last_published_ats for k, p in oracle.positions.items()
+                 if p.last_published_ats is not None}
+    assert {f"{sku}@{branch}": v for (sku, branch), v in last.items()} == published
+
+
