@@ -35,9 +35,11 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-# kill -9 soak of the worker (not in `make test`: see tests/soak/test_worker_kill9.py).
+# The kill -9 test again and again (it is also in `make test`): SOAK_RUNS times, stop at a failure.
+SOAK_RUNS ?= 5
 soak: setup
-	$(BIN)/pytest tests/soak $(PYTEST_ARGS)
+	@for i in $$(seq 1 $(SOAK_RUNS)); do echo "soak run $$i/$(SOAK_RUNS)"; \
+	  $(BIN)/pytest tests/integration/test_worker_kill9.py -p no:cacheprovider $(PYTEST_ARGS) || exit 1; done
 
 # The whole system for DEMO_SECONDS (60) of synthetic traffic, then a summary (DEMO_ARGS for more).
 DEMO_SECONDS ?= 60

@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import Counter
 
 from agents.catalog_follower import CatalogFollower
+from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.kits import (
@@ -76,7 +77,7 @@ class KitsHandle:
 
 
 def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locations,
-                  catalog: CatalogFollower, push_topic: faust.TopicT,
+                  catalog: CatalogFollower, reader: InOrderReader, push_topic: faust.TopicT,
                   unmapped_topic: faust.TopicT) -> KitsHandle:
     """Add the kit-components topic, the ``kits`` table and agent and ``/kits/{kit@branch}/``
     to ``app``. Always registered (every worker of the group has the same topology), even when
@@ -85,8 +86,7 @@ def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locati
     unknown = channel_rules.branches() - set(locations)
     if unknown:
         raise ChannelRulesError(f"{settings.kits_file}: unknown branches {sorted(unknown)}")
-    topic = app.topic(settings.topics.kit_components, key_serializer="raw",
-                      value_serializer="raw", partitions=settings.partitions)
+    topic = reader.topic(settings.topics.kit_components, partitions=settings.partitions)
     table = app.Table("kits", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
     @app.agent(topic)
@@ -95,40 +95,46 @@ def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locati
             if not catalog.ready.is_set():  # hold the event while waiting (see the ledger agent)
                 await catalog.ready.wait()
             msg = event.message
-            try:
-                update = ComponentUpdate.from_json(event.value)
-                rules = locations.rules(update.branch)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("bad kit component record at %s/%s: %s", msg.partition,
-                            msg.offset, exc)
+            if not await reader.admit(msg):
                 continue
-            raw = table.get(msg.key)
-            state = KitState.from_json(raw) if raw is not None else None
-            kit = channel_rules.kits.get(update.kit)
-            ctx = KitContext(
-                now=time.time(), rules=rules,
-                mapping=catalog.catalog.mapping_for(rules, update.kit),
-                min_publish_threshold=channel_rules.min_publish_threshold(update.kit,
-                                                                          update.branch),
-                unmapped_report_interval_s=settings.unmapped_report_interval_s,
-            )
-            new, outputs = apply_component(state, update, kit, ctx)
-            # Written even when unchanged: as in the ledger, rewriting lets the changelog catch
-            # up with a local store that a crash left ahead of it.
-            table[msg.key] = new.to_json()
-            for out in outputs:
-                if isinstance(out, PublishAvailable):
-                    push = out.to_push(emitted_at=time.time(),
-                                       correlation_id=f"kit:{update.component}:{update.version}")
-                    await push_topic.send(key=push.key.encode(), value=push.to_json())
-                    m.PUSHES_EMITTED.inc()
-                    KIT_PUSHES.inc()
-                elif isinstance(out, ReportUnmapped):
-                    m.UNMAPPED.inc()
-                    await unmapped_topic.send(key=msg.key, value=json.dumps({
-                        "sku": out.sku, "branch": out.branch, "shop": out.shop,
-                        "available": out.available, "at": time.time(), "kit": True,
-                    }).encode())
+            await apply_update(msg, event.value)
+            reader.done(msg)
+
+    async def apply_update(msg: Any, value: Any) -> None:
+        try:
+            update = ComponentUpdate.from_json(value)
+            rules = locations.rules(update.branch)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("bad kit component record at %s/%s: %s", msg.partition,
+                        msg.offset, exc)
+            return
+        raw = table.get(msg.key)
+        state = KitState.from_json(raw) if raw is not None else None
+        kit = channel_rules.kits.get(update.kit)
+        ctx = KitContext(
+            now=time.time(), rules=rules,
+            mapping=catalog.catalog.mapping_for(rules, update.kit),
+            min_publish_threshold=channel_rules.min_publish_threshold(update.kit,
+                                                                      update.branch),
+            unmapped_report_interval_s=settings.unmapped_report_interval_s,
+        )
+        new, outputs = apply_component(state, update, kit, ctx)
+        # Written even when unchanged: as in the ledger, rewriting lets the changelog catch
+        # up with a local store that a crash left ahead of it.
+        table[msg.key] = new.to_json()
+        for out in outputs:
+            if isinstance(out, PublishAvailable):
+                push = out.to_push(emitted_at=time.time(),
+                                   correlation_id=f"kit:{update.component}:{update.version}")
+                await push_topic.send(key=push.key.encode(), value=push.to_json())
+                m.PUSHES_EMITTED.inc()
+                KIT_PUSHES.inc()
+            elif isinstance(out, ReportUnmapped):
+                m.UNMAPPED.inc()
+                await unmapped_topic.send(key=msg.key, value=json.dumps({
+                    "sku": out.sku, "branch": out.branch, "shop": out.shop,
+                    "available": out.available, "at": time.time(), "kit": True,
+                }).encode())
 
     @app.page("/kits/{key}/")
     @app.table_route(table=table, match_info="key")

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from agents.catalog_follower import CatalogFollower
 from agents.kits import register_kits
+from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
 from pipeline.infra.kafka_topics import ensure_topics
 from pipeline.ledger.apply import ApplyContext, apply
@@ -87,41 +88,6 @@ def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLe
         source_offset=msg.offset, original=original, original_encoding=encoding,
         service="worker", at=time.time(),
     )
-
-
-class SkippedRecords:
-    """Detects records the consumer skipped, so they can be read again.
-
-    faust-streaming 0.15 can drop records it had fetched but not yet handed to an agent when a
-    rebalance re-assigns the same partitions; the next record then arrives with a higher offset,
-    and faust's gap tracking counts the missing range as done, so it is committed unprocessed.
-    Tally's topics have contiguous offsets, so a forward jump means records were skipped: seek
-    back once and read them again (dedupe marks make the replay harmless). The same jump seen
-    twice is a real gap (e.g. transaction markers upstream) and is accepted.
-    """
-
-    def __init__(self) -> None:
-        self.last: dict[Any, int] = {}
-        self.reread: set[tuple[Any, int]] = set()
-
-    def check(self, tp: Any, offset: int, committed: int | None = None) -> int | None:
-        """The offset to seek back to, or None to process this record now. ``committed`` is
-        the group's committed offset: the first record read must be that one."""
-        prev = self.last.get(tp)
-        expected = prev + 1 if prev is not None else committed
-        if expected is not None and offset > expected and (tp, expected) not in self.reread:
-            self.reread.add((tp, expected))
-            return expected
-        self.last[tp] = offset
-        return None
-
-    def forget(self, tps: Any) -> None:
-        """Start afresh for these partitions (revoked or re-assigned): the next record is
-        checked against the committed offset, and a re-read may happen again."""
-        gone = set(tps)
-        for tp in gone:
-            self.last.pop(tp, None)
-        self.reread = {(tp, offset) for tp, offset in self.reread if tp not in gone}
 
 
 class ConsumerLag:
@@ -241,9 +207,12 @@ def build_app(settings: WorkerSettings) -> faust.App:
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(*names, key_serializer="raw", value_serializer="raw")
 
-    sources = raw_topic(*topics.sources().values())
-    movements = app.topic(topics.movements, key_serializer="raw", value_serializer="raw",
-                          partitions=settings.partitions)
+    # Input topics are read through the reader, which owns their commits (agents/reading.py).
+    reader = InOrderReader(app, settings.bootstrap, [
+        *topics.sources().values(), topics.movements, topics.kit_components],
+        contiguous=[topics.movements, topics.kit_components])
+    sources = reader.topic(*topics.sources().values())
+    movements = reader.topic(topics.movements, partitions=settings.partitions)
     push_topic = raw_topic(topics.shopify_push)
     dlq = raw_topic(topics.dead_letter)
     unmapped = raw_topic(topics.unmapped)
@@ -253,7 +222,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
     )
-    kits = register_kits(app, settings, locations=locations, catalog=catalog,
+    kits = register_kits(app, settings, locations=locations, catalog=catalog, reader=reader,
                          push_topic=push_topic, unmapped_topic=unmapped)
 
     @app.task
@@ -262,32 +231,29 @@ def build_app(settings: WorkerSettings) -> faust.App:
 
     lag = ConsumerLag()
 
-    guard = SkippedRecords()
+    @app.on_worker_init.connect
+    def take_over_reading(app_: Any, **kwargs: Any) -> None:
+        reader.install()  # before the consumer starts fetching
 
     @app.on_partitions_revoked.connect
-    async def forget_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
-        # A partition that comes back later may legitimately have moved on elsewhere.
-        guard.forget(revoked)
+    async def commit_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        # Hand over exactly what was processed; the next owner starts there.
+        await reader.commit(revoked)
+        reader.revoked(revoked)
 
     @app.on_partitions_assigned.connect
-    async def forget_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
-        # Every assignment restarts reading at the committed offset: check from there.
-        guard.forget(assigned)
+    async def restart_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        # Every assignment starts again at the group's committed offset.
+        reader.revoked(assigned)
 
-    async def reread_if_skipped(msg: Any) -> bool:
-        """True when records before ``msg`` were skipped: they are read again (see
-        ``SkippedRecords``) and ``msg`` itself comes again after them."""
-        seek_to = guard.check(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp))
-        if seek_to is None:
-            return False
-        m.RECORDS_REREAD.inc(msg.offset - seek_to)
-        gap = app.consumer._gap.get(msg.tp)
-        if gap:  # faust counted the skipped range as done; it is not
-            gap.chop(seek_to, msg.offset + 1)
-        log.warning("records %s..%s of %s were skipped by the consumer; reading them again",
-                    seek_to, msg.offset - 1, msg.tp)
-        await app.consumer.seek(msg.tp, seek_to)
-        return True
+    @app.timer(interval=settings.commit_interval_s)
+    async def commit_processed() -> None:
+        await reader.commit()
+
+    @app.timer(interval=1.0)
+    async def watch_reading() -> None:
+        if not app.rebalancing and catalog.ready.is_set():  # agents hold records until ready
+            await reader.watch()
 
     @app.timer(interval=5.0)
     async def report_consumer_lag() -> None:
@@ -297,27 +263,32 @@ def build_app(settings: WorkerSettings) -> faust.App:
     async def intake(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            if await reread_if_skipped(msg):
+            if not await reader.admit(msg):
                 continue
             lag.processed("intake", msg)
-            system = system_of_topic.get(msg.topic, "unknown")
-            m.EVENTS_RECEIVED.labels(system).inc()
-            raw = event.value if isinstance(event.value, bytes) else None
-            result = (
-                decode_event(raw, source_topic_system=system, known_locations=locations,
-                             schemas=schemas)
-                if raw is not None
-                else Rejection("empty_record", "the record has no value (tombstone)")
-            )
-            if isinstance(result, Rejection):
-                m.EVENTS_REJECTED.labels(system, result.code).inc()
-                m.DEAD_LETTERS.labels("worker", result.code).inc()
-                letter = dead_letter(result.code, result.detail, msg, raw)
-                await dlq.send(key=msg.key, value=letter.to_json())
-                continue
-            for movement in to_movements(result):
-                movement = movement.with_observed_at(msg.timestamp)
-                await movements.send(key=movement.key.encode(), value=movement.to_json())
+            await take_in(msg, event.value)
+            reader.done(msg)
+
+    async def take_in(msg: Any, value: Any) -> None:
+        """Validate one source record: dead-letter it, or send its movements."""
+        system = system_of_topic.get(msg.topic, "unknown")
+        m.EVENTS_RECEIVED.labels(system).inc()
+        raw = value if isinstance(value, bytes) else None
+        result = (
+            decode_event(raw, source_topic_system=system, known_locations=locations,
+                         schemas=schemas)
+            if raw is not None
+            else Rejection("empty_record", "the record has no value (tombstone)")
+        )
+        if isinstance(result, Rejection):
+            m.EVENTS_REJECTED.labels(system, result.code).inc()
+            m.DEAD_LETTERS.labels("worker", result.code).inc()
+            letter = dead_letter(result.code, result.detail, msg, raw)
+            await dlq.send(key=msg.key, value=letter.to_json())
+            return
+        for movement in to_movements(result):
+            movement = movement.with_observed_at(msg.timestamp)
+            await movements.send(key=movement.key.encode(), value=movement.to_json())
 
     async def publish(out: PublishAvailable, correlation_id: str) -> None:
         push = out.to_push(emitted_at=time.time(), correlation_id=correlation_id)
@@ -341,44 +312,47 @@ def build_app(settings: WorkerSettings) -> faust.App:
     @app.agent(movements)
     async def ledger(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            # Wait for the catalog while holding an event, never before iterating: records that
-            # arrive while no iteration is active can be acknowledged unprocessed (seen as a
-            # lost range of movements after a kill -9 and restart).
+            # Wait for the catalog while holding an event, never before iterating.
             if not catalog.ready.is_set():
                 await catalog.ready.wait()
             msg = event.message
-            if await reread_if_skipped(msg):
+            if not await reader.admit(msg):
                 continue
             lag.processed("ledger", msg)
-            try:
-                movement = Movement.from_json(event.value)
-            except (ValueError, KeyError, TypeError) as exc:
-                m.DEAD_LETTERS.labels("worker", "bad_movement").inc()
-                await dlq.send(key=msg.key, value=dead_letter(
-                    "bad_movement", str(exc), msg, event.value).to_json())
-                continue
-            started = time.perf_counter()
-            key = msg.key
-            raw = positions.get(key)
-            position = LedgerPosition.from_json(raw) if raw is not None else None
-            rules = locations.rules(movement.branch)
-            ctx = ApplyContext(
-                now=time.time(), rules=rules,
-                mapping=catalog.catalog.mapping_for(rules, movement.sku),
-                dedupe_retention_s=settings.dedupe_retention_s,
-                unmapped_report_interval_s=settings.unmapped_report_interval_s,
-                reservation_ttl_s=settings.reservation_ttl_s,
-                min_publish_threshold=kits.min_publish_threshold(movement.sku, movement.branch),
-            )
-            new, outputs = apply(position, movement, ctx)
-            correlation_id = movement.mark
-            logs.correlation_id.set(correlation_id)
-            # Written even for a duplicate: a crash may have left the local store ahead of the
-            # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
-            positions[key] = new.to_json()
-            m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
-            await handle_outputs(outputs, new, movement, correlation_id)
-            await kits.after_apply(position, new, rules, outputs)
+            await apply_movement(msg, event.value)
+            reader.done(msg)
+
+    async def apply_movement(msg: Any, value: Any) -> None:
+        """Apply one movement to its position and send what the change calls for."""
+        try:
+            movement = Movement.from_json(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            m.DEAD_LETTERS.labels("worker", "bad_movement").inc()
+            await dlq.send(key=msg.key, value=dead_letter(
+                "bad_movement", str(exc), msg, value).to_json())
+            return
+        started = time.perf_counter()
+        key = msg.key
+        raw = positions.get(key)
+        position = LedgerPosition.from_json(raw) if raw is not None else None
+        rules = locations.rules(movement.branch)
+        ctx = ApplyContext(
+            now=time.time(), rules=rules,
+            mapping=catalog.catalog.mapping_for(rules, movement.sku),
+            dedupe_retention_s=settings.dedupe_retention_s,
+            unmapped_report_interval_s=settings.unmapped_report_interval_s,
+            reservation_ttl_s=settings.reservation_ttl_s,
+            min_publish_threshold=kits.min_publish_threshold(movement.sku, movement.branch),
+        )
+        new, outputs = apply(position, movement, ctx)
+        correlation_id = movement.mark
+        logs.correlation_id.set(correlation_id)
+        # Written even for a duplicate: a crash may have left the local store ahead of the
+        # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
+        positions[key] = new.to_json()
+        m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
+        await handle_outputs(outputs, new, movement, correlation_id)
+        await kits.after_apply(position, new, rules, outputs)
 
     async def handle_outputs(outputs: list[Any], position: LedgerPosition, movement: Movement,
                              correlation_id: str) -> None:

@@ -40,7 +40,12 @@ BELOW_ZERO = Counter(
     "tally_ats_below_zero_total", "Times the raw ATS (before clamping) fell below zero."
 )
 RECORDS_REREAD = Counter(
-    "tally_records_reread_total", "Records the consumer skipped and the worker read again."
+    "tally_records_reread_total",
+    "Records the consumer did not hand to the worker in order, read again by seeking back.",
+)
+OFFSET_GAPS = Counter(
+    "tally_input_offset_gaps_total",
+    "Input offsets accepted as holding no record (transaction markers, compaction, expiry).",
 )
 PUSHES_EMITTED = Counter(
     "tally_pushes_emitted_total", "ATS changes emitted to the Shopify-push topic."

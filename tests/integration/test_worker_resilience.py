@@ -1,8 +1,8 @@
 """The worker under hostile input, on the real broker.
 
 The expected ledger comes from replaying the same records through the pure core (the oracle):
-every key must match it on every component and on its version. (The kill -9 test lives in
-tests/soak/, see there.)
+every key must match it on every component and on its version. (The kill -9 test is
+test_worker_kill9.py.)
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
-"""The worker killed with kill -9 five times while it processes 50,000 events (`make soak`).
+"""The worker killed with kill -9 five times while it processes 50,000 events.
 
 The expected ledger comes from replaying the same records through the pure core (the oracle):
 after the kills every key must match it on every component and on its version (a version off by
-one would mean a movement applied twice or lost).
+one would mean a movement applied twice or lost), and the last push per key must carry the
+oracle's published ATS.
 
-Not part of `make test`: with faust-streaming 0.15 this test fails in about one run in three.
-faust can hand an agent records starting past the committed offset after the rebalance that
-follows a restart, and count the skipped range as processed. The worker detects the jump and
-seeks back (agents/worker.py, SkippedRecords; docs/ledger.md), which repairs most cases but not
-all. It stays runnable here, red when the bug bites, until the consumer path is fixed.
+This test found that faust-streaming 0.15 can hand an agent records past the committed offset
+after a restart and commit the skipped range; the worker now reads its inputs through
+agents/reading.py, which owns the commits (docs/ledger.md). `make soak` runs it repeatedly.
 """
 
 from __future__ import annotations

@@ -1,0 +1,186 @@
+"""The worker's input discipline on faust: each record once, in offset order, commits owned.
+
+faust-streaming 0.15 tracks processed offsets with acks and counts a forward jump in offsets as
+a "gap" it may commit; after a restart or rebalance it can hand an agent records past the
+committed offset (it resumes partitions before seeking), and it silently drops records below its
+own read offset after a seek. Together that lets a range be committed unprocessed (seen in the
+kill -9 soak). So Tally's input topics are consumed with faust's acks off, faust's read-offset
+filter off, and commits made here from ``ReadProgress`` (pipeline/reading/progress.py): the
+committed offset is one past the last record processed in order, after the producer flushed
+everything those records produced (ledger changelog, movements, pushes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.observability import metrics as m
+from pipeline.reading.progress import Action, ReadProgress
+
+log = logging.getLogger("tally.worker.reading")
+
+FLUSH_TIMEOUT_S = 30.0
+_NO_COMMIT = -1001  # librdkafka's OFFSET_INVALID: the group never committed this partition
+
+
+class _UnfilteredReadOffsets(defaultdict):  # type: ignore[type-arg]
+    """faust's per-partition read offsets, reporting "unknown" for Tally's input topics so that
+    faust hands over every fetched record (``ReadProgress`` filters replays instead)."""
+
+    def __init__(self, topics: set[str], existing: dict[Any, Any]) -> None:
+        super().__init__(lambda: None, existing)
+        self.topics = topics
+
+    def __getitem__(self, tp: Any) -> Any:
+        if tp.topic in self.topics:
+            return None
+        return super().__getitem__(tp)
+
+
+class _FlushMarker:
+    """Queued behind the table changelog records in faust's producer buffer: when the buffer
+    hands it on, every record queued before it has reached the Kafka producer. (faust's own
+    ``flush()`` gives up after 0.1 s without progress, so it can return with records queued.)"""
+
+    def __init__(self) -> None:
+        self.passed = asyncio.Event()
+        self.message = self
+        self.channel = self
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        self.passed.set()
+
+
+class InOrderReader:
+    """Admits records to agents and commits their offsets (see module docstring)."""
+
+    def __init__(self, app: faust.App, bootstrap: str, topics: Iterable[str],
+                 contiguous: Iterable[str] = ()) -> None:
+        """``topics``: the input topics; ``contiguous``: those of them that Tally writes itself
+        (no transaction markers or compaction), where a hole is never taken for a real gap."""
+        self.app = app
+        self.topics = set(topics)
+        self.contiguous = set(contiguous)
+        self.progress: ReadProgress[Any] = ReadProgress()
+        self._offsets = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": app.conf.id,
+            "enable.auto.commit": False, "client.id": f"{app.conf.id}-offsets",
+        })
+        self._lookup = asyncio.Lock()
+
+    def install(self) -> None:
+        """Take over from faust's read-offset filter; call before the consumer starts."""
+        consumer = self.app.consumer
+        consumer._read_offset = _UnfilteredReadOffsets(self.topics, dict(consumer._read_offset))
+
+    def topic(self, *names: str, **kwargs: Any) -> faust.TopicT:
+        """An input topic read through this reader (faust's acks off: we commit)."""
+        return self.app.topic(*names, key_serializer="raw", value_serializer="raw", acks=False,
+                              **kwargs)
+
+    async def admit(self, msg: Any) -> bool:
+        """True when ``msg`` is the next record of its partition: process it, then ``done``."""
+        tp = msg.tp
+        if not self.progress.known(tp):
+            await self._start(tp)
+        verdict = self.progress.admit(tp, msg.offset, time.monotonic())
+        if verdict.action is Action.SEEK and verdict.seek_to is not None:
+            await self._seek_back(tp, verdict.seek_to, msg.offset)
+        elif verdict.gap:
+            m.OFFSET_GAPS.inc(verdict.gap)
+            log.warning("offsets %s..%s of %s hold no records (seen %d times); going on",
+                        msg.offset - verdict.gap, msg.offset - 1, tp,
+                        self.progress.gap_confirmations)
+        return verdict.process
+
+    async def _seek_back(self, tp: Any, seek_to: int, seen: int) -> None:
+        _, low = await self._watermarks(tp)
+        if low > seek_to:  # retention deleted them before they were read
+            lost = self.progress.skip_to(tp, low, time.monotonic())
+            m.OFFSET_GAPS.inc(lost)
+            log.error("records %s..%s of %s were deleted by retention before being read",
+                      seek_to, low - 1, tp)
+            seek_to = low
+        else:
+            m.RECORDS_REREAD.inc(seen - seek_to)
+            log.warning("records %s..%s of %s were not handed to the worker; reading them again",
+                        seek_to, seen - 1, tp)
+        # On the consumer's own thread, between fetches: a plain seek from this thread races
+        # with the fetcher, which can move the position forward again.
+        await self.app.consumer.seek_wait({tp: seek_to})
+
+    def done(self, msg: Any) -> None:
+        self.progress.done(msg.tp, msg.offset, time.monotonic())
+
+    async def _start(self, tp: Any) -> None:
+        async with self._lookup:
+            if self.progress.known(tp):
+                return
+            committed, low = await self._watermarks(tp, committed=True)
+            # Nothing committed, or the committed record expired: the consumer starts at the
+            # earliest record (auto.offset.reset=earliest), and so do we.
+            start = low if committed == _NO_COMMIT else max(committed, low)
+            self.progress.start(tp, start, time.monotonic(),
+                                may_have_gaps=tp.topic not in self.contiguous)
+
+    async def _watermarks(self, tp: Any, committed: bool = False) -> tuple[int, int]:
+        """(the group's committed offset or -1001, the partition's first offset)."""
+        def lookup() -> tuple[int, int]:
+            ktp = TopicPartition(tp.topic, tp.partition)
+            done = self._offsets.committed([ktp], timeout=10)[0].offset if committed else 0
+            low, _ = self._offsets.get_watermark_offsets(ktp, timeout=10, cached=False)
+            return done, low
+        return await asyncio.get_running_loop().run_in_executor(None, lookup)
+
+    async def commit(self, tps: Iterable[Any] | None = None) -> None:
+        """Commit processed offsets, after flushing everything their records produced."""
+        offsets = self.progress.to_commit(tps)
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self._flush(), timeout=FLUSH_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("producer did not flush within %s s; offsets not committed this time",
+                        FLUSH_TIMEOUT_S)
+            return
+        if await self.app.consumer._commit(offsets):
+            self.progress.committed(offsets)
+
+    async def _flush(self) -> None:
+        """Wait until everything sent so far (table changelog included) is in Kafka."""
+        producer = self.app.producer
+        marker = _FlushMarker()
+        producer.send_soon(marker)  # type: ignore[arg-type]
+        await marker.passed.wait()
+        await producer.flush()
+
+    async def watch(self) -> None:
+        """Re-read partitions where records wait but nothing arrives (dropped by the consumer)."""
+        consumer = self.app.consumer
+        now = time.monotonic()
+        for tp in list(self.progress.partitions):
+            try:
+                end = consumer.highwater(tp)
+            except Exception:  # rebalancing: next time
+                continue
+            if end is None:
+                continue
+            seek_to = self.progress.stalled(tp, end, now)
+            if seek_to is not None:
+                log.warning("records wait in %s from offset %s but none arrived; reading again",
+                            tp, seek_to)
+                await consumer.seek_wait({tp: seek_to})
+
+    def revoked(self, tps: Iterable[Any]) -> None:
+        self.progress.forget(tps)
+
+    def close(self) -> None:
+        self._offsets.close()

@@ -1,0 +1,1 @@
+"""How the worker reads its input topics: each record once, in order (see ``progress``)."""

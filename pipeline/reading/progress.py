@@ -1,0 +1,151 @@
+"""Read every input record once, in offset order, and commit only what was processed.
+
+The worker's agents (intake, ledger, kits) decide for each record the consumer hands them
+whether it is the next one to process. The committed offset of a partition is always "one past
+the last record processed in order", never a guess, so a crash or a rebalance resumes exactly
+where processing stopped, whatever the consumer library prefetched, skipped or replayed.
+
+Pure: no Kafka. Offsets follow Kafka's convention (a committed offset is the next to read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, TypeVar
+
+TP = TypeVar("TP", bound=Hashable)
+
+# On a topic that may have holes (upstream transaction markers, compaction), a seek that keeps
+# landing past the same offset means the broker has no record there: after this many seeks,
+# spaced at least MIN_SEEK_INTERVAL_S apart, the hole is accepted as a real gap. Topics Tally
+# writes itself have contiguous offsets and never accept one: a stall shows as lag, a loss
+# would not show at all.
+GAP_CONFIRMATIONS = 3
+MIN_SEEK_INTERVAL_S = 1.0
+# Records waiting in the partition but none processed for this long: read again from the
+# next offset (the consumer dropped them silently).
+STALL_AFTER_S = 5.0
+
+
+class Action(Enum):
+    PROCESS = "process"  # the next record: process it, then call ``done``
+    ALREADY_READ = "already_read"  # processed before (a replay): drop it
+    WAIT = "wait"  # past the next offset while a seek back is under way: drop it
+    SEEK = "seek"  # records before it were skipped: seek to ``seek_to``, drop this one
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one record; ``gap`` counts offsets accepted as absent."""
+
+    action: Action
+    seek_to: int | None = None
+    gap: int = 0
+
+    @property
+    def process(self) -> bool:
+        return self.action is Action.PROCESS
+
+
+@dataclass
+class PartitionProgress:
+    """Where processing of one partition stands."""
+
+    next_offset: int  # the record to process next
+    committed: int  # the offset last committed (next to read after a restart)
+    progressed_at: float  # when ``next_offset`` last moved (or reading started)
+    may_have_gaps: bool = True  # offsets may hold no record (see GAP_CONFIRMATIONS)
+    seek_target: int | None = None
+    seeks: int = 0  # seeks to ``seek_target`` so far
+    last_seek_at: float = float("-inf")
+
+
+class ReadProgress(Generic[TP]):
+    """In-order, exactly-once processing decisions for the partitions of one worker."""
+
+    def __init__(self, *, gap_confirmations: int = GAP_CONFIRMATIONS,
+                 min_seek_interval_s: float = MIN_SEEK_INTERVAL_S,
+                 stall_after_s: float = STALL_AFTER_S) -> None:
+        self.gap_confirmations = gap_confirmations
+        self.min_seek_interval_s = min_seek_interval_s
+        self.stall_after_s = stall_after_s
+        self.partitions: dict[TP, PartitionProgress] = {}
+
+    def known(self, tp: TP) -> bool:
+        return tp in self.partitions
+
+    def start(self, tp: TP, committed: int, now: float, *, may_have_gaps: bool = True) -> None:
+        """Begin (again) at the group's committed offset, e.g. after an assignment."""
+        self.partitions[tp] = PartitionProgress(next_offset=committed, committed=committed,
+                                                progressed_at=now, may_have_gaps=may_have_gaps)
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        """Drop partitions (revoked or re-assigned): they start again from Kafka's commit."""
+        for tp in list(tps):
+            self.partitions.pop(tp, None)
+
+    def admit(self, tp: TP, offset: int, now: float) -> Verdict:
+        """Decide about the record at ``offset``; ``tp`` must be known (see ``start``)."""
+        p = self.partitions[tp]
+        if offset < p.next_offset:
+            return Verdict(Action.ALREADY_READ)
+        if offset == p.next_offset:
+            p.seek_target, p.seeks = None, 0
+            return Verdict(Action.PROCESS)
+        # Records between next_offset and offset were not handed to us.
+        if p.seek_target != p.next_offset:
+            p.seek_target, p.seeks = p.next_offset, 0
+        if now - p.last_seek_at < self.min_seek_interval_s:
+            return Verdict(Action.WAIT)  # records fetched before the seek, still draining
+        if p.may_have_gaps and p.seeks >= self.gap_confirmations:
+            gap = offset - p.next_offset
+            p.next_offset, p.seek_target, p.seeks = offset, None, 0
+            return Verdict(Action.PROCESS, gap=gap)
+        p.seeks += 1
+        p.last_seek_at = now
+        return Verdict(Action.SEEK, seek_to=p.next_offset)
+
+    def skip_to(self, tp: TP, offset: int, now: float) -> int:
+        """Move past records that no longer exist (deleted by retention before they were read);
+        returns how many were lost."""
+        p = self.partitions[tp]
+        lost = max(0, offset - p.next_offset)
+        p.next_offset = max(p.next_offset, offset)
+        p.seek_target, p.seeks, p.progressed_at = None, 0, now
+        return lost
+
+    def done(self, tp: TP, offset: int, now: float) -> None:
+        """The record at ``offset`` is processed (its outputs are sent or buffered)."""
+        p = self.partitions.get(tp)
+        if p is None or offset != p.next_offset:
+            return  # revoked while processing, or a stale call: the commit stays behind it
+        p.next_offset = offset + 1
+        p.progressed_at = now
+
+    def stalled(self, tp: TP, end_offset: int, now: float) -> int | None:
+        """The offset to seek to when records wait up to ``end_offset`` (the high watermark)
+        but none was processed for a while; None otherwise."""
+        p = self.partitions.get(tp)
+        if p is None or end_offset <= p.next_offset:
+            return None
+        if now - max(p.progressed_at, p.last_seek_at) < self.stall_after_s:
+            return None
+        p.last_seek_at = now
+        return p.next_offset
+
+    def to_commit(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
+        """Offsets to commit: partitions (of ``tps``, default all) that moved since the last
+        commit. Commit them only after everything their records produced is flushed."""
+        chosen = list(self.partitions) if tps is None else [
+            tp for tp in tps if tp in self.partitions]
+        return {tp: self.partitions[tp].next_offset for tp in chosen
+                if self.partitions[tp].next_offset > self.partitions[tp].committed}
+
+    def committed(self, offsets: dict[TP, int]) -> None:
+        """Record a successful commit."""
+        for tp, offset in offsets.items():
+            p = self.partitions.get(tp)
+            if p is not None:
+                p.committed = max(p.committed, offset)

@@ -1,0 +1,181 @@
+"""ReadProgress: every input record processed once, in order, and never committed unprocessed."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.reading.progress import Action, ReadProgress
+
+TP = ("tally.movements.v1", 0)
+
+
+def started(committed: int = 0, now: float = 0.0) -> ReadProgress[tuple[str, int]]:
+    progress: ReadProgress[tuple[str, int]] = ReadProgress()
+    progress.start(TP, committed, now)
+    return progress
+
+
+def test_records_in_order_are_processed_and_committed_one_past_the_last() -> None:
+    progress = started(committed=10)
+    for offset in (10, 11, 12):
+        assert progress.admit(TP, offset, 0.0).process
+        progress.done(TP, offset, 0.0)
+    assert progress.to_commit() == {TP: 13}
+    progress.committed({TP: 13})
+    assert progress.to_commit() == {}
+
+
+def test_a_replayed_record_is_dropped() -> None:
+    progress = started(committed=5)
+    assert progress.admit(TP, 5, 0.0).process
+    progress.done(TP, 5, 0.0)
+    assert progress.admit(TP, 5, 0.0).action is Action.ALREADY_READ
+    assert progress.admit(TP, 3, 0.0).action is Action.ALREADY_READ
+
+
+def test_a_jump_past_the_committed_offset_seeks_back_and_is_never_committed() -> None:
+    # The restart case from the kill -9 soak: the consumer resumes past the committed offset.
+    progress = started(committed=100)
+    verdict = progress.admit(TP, 140, 0.0)
+    assert verdict.action is Action.SEEK and verdict.seek_to == 100
+    assert progress.to_commit() == {}
+    # Records fetched before the seek keep arriving for a moment: dropped, no second seek.
+    assert progress.admit(TP, 141, 0.2).action is Action.WAIT
+    assert progress.admit(TP, 100, 0.3).process
+
+
+def test_a_record_the_consumer_never_delivered_is_read_again_not_skipped() -> None:
+    progress = started(committed=0)
+    for offset in (0, 1):
+        assert progress.admit(TP, offset, 0.0).process
+        progress.done(TP, offset, 0.0)
+    assert progress.admit(TP, 3, 0.0).seek_to == 2  # offset 2 vanished mid-stream
+    assert progress.to_commit() == {TP: 2}
+
+
+def test_a_hole_the_broker_keeps_returning_is_accepted_as_a_gap_after_repeated_seeks() -> None:
+    # e.g. a transaction marker upstream: offset 7 holds no record.
+    progress = started(committed=7)
+    seeks = 0
+    now = 0.0
+    while True:
+        verdict = progress.admit(TP, 8, now)
+        if verdict.process:
+            break
+        assert verdict.action is Action.SEEK and verdict.seek_to == 7
+        seeks += 1
+        now += 1.0
+    assert seeks == progress.gap_confirmations
+    assert verdict.gap == 1
+    progress.done(TP, 8, now)
+    assert progress.to_commit() == {TP: 9}
+
+
+def test_seeks_closer_together_than_the_interval_do_not_count_towards_a_gap() -> None:
+    progress = started(committed=7)
+    assert progress.admit(TP, 8, 0.0).action is Action.SEEK
+    for i in range(50):  # a burst of stale records right after the seek
+        assert progress.admit(TP, 8 + i, 0.01 * i).action is Action.WAIT
+
+
+def test_stalled_partition_is_read_again_once_records_wait_and_nothing_came() -> None:
+    progress = started(committed=20, now=0.0)
+    assert progress.stalled(TP, end_offset=20, now=100.0) is None  # caught up
+    assert progress.stalled(TP, end_offset=30, now=1.0) is None  # not for long enough
+    assert progress.stalled(TP, end_offset=30, now=6.0) == 20
+    assert progress.stalled(TP, end_offset=30, now=7.0) is None  # just seeked
+
+
+def test_done_after_the_partition_was_revoked_changes_nothing() -> None:
+    progress = started(committed=4)
+    assert progress.admit(TP, 4, 0.0).process
+    progress.forget([TP])
+    progress.done(TP, 4, 0.0)
+    assert not progress.known(TP)
+    assert progress.to_commit() == {}
+
+
+def test_commit_is_limited_to_the_partitions_asked_for() -> None:
+    other = ("tally.movements.v1", 1)
+    progress = started(committed=0)
+    progress.start(other, 0, 0.0)
+    for tp in (TP, other):
+        progress.admit(tp, 0, 0.0)
+        progress.done(tp, 0, 0.0)
+    assert progress.to_commit([other]) == {other: 1}
+
+
+# A consumer that misbehaves the ways faust was seen to: it jumps ahead, replays old records,
+# keeps delivering records fetched before a seek, and only sometimes honours a seek at once.
+@st.composite
+def misbehaviours(draw: st.DrawFn) -> list[tuple[str, int]]:
+    return draw(st.lists(st.tuples(st.sampled_from(["next", "jump", "replay", "stale"]),
+                                   st.integers(1, 20)), min_size=1, max_size=120))
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 200), committed=st.integers(0, 50), script=misbehaviours())
+def test_every_record_is_processed_exactly_once_in_order_whatever_the_consumer_does(
+        n: int, committed: int, script: list[tuple[str, int]]) -> None:
+    log_end = committed + n
+    # This log has no holes, so no jump may ever be taken for one (tested above on its own).
+    progress: ReadProgress[tuple[str, int]] = ReadProgress(gap_confirmations=10**9)
+    progress.start(TP, committed, 0.0)
+    position = committed  # where the consumer fetches next
+    stale: list[int] = []  # fetched before the last seek, still to be delivered
+    processed: list[int] = []
+    now = 0.0
+    steps = iter(script)
+    for _ in range(100_000):
+        if len(processed) == n and not stale:
+            break
+        kind, k = next(steps, ("next", 1))  # after the script it behaves
+        now += 0.05
+        if kind == "jump":
+            position = min(position + k, log_end)
+            continue
+        if kind == "replay":
+            position = max(committed, position - k)
+            continue
+        if kind == "stale" or stale:
+            if not stale:
+                continue
+            offset = stale.pop(0)
+        else:
+            if position >= log_end:
+                seek_to = progress.stalled(TP, log_end, now)
+                if seek_to is not None:
+                    position = seek_to
+                now += 1.0
+                continue
+            offset, position = position, position + 1
+        verdict = progress.admit(TP, offset, now)
+        if verdict.action is Action.SEEK:
+            assert verdict.seek_to is not None
+            stale = list(range(position, min(position + k, log_end)))
+            position = verdict.seek_to
+        elif verdict.process:
+            processed.append(offset)
+            progress.done(TP, offset, now)
+        commit = progress.to_commit()
+        if commit:
+            assert commit[TP] == committed + len(processed)  # never past an unprocessed record
+            progress.committed(commit)
+    assert processed == list(range(committed, log_end))
+
+
+def test_a_topic_tally_writes_itself_never_takes_a_hole_for_a_gap() -> None:
+    progress: ReadProgress[tuple[str, int]] = ReadProgress()
+    progress.start(TP, 7, 0.0, may_have_gaps=False)
+    for second in range(20):  # keeps seeking back, one second apart, however long it takes
+        verdict = progress.admit(TP, 8, float(second))
+        assert verdict.action is Action.SEEK and verdict.seek_to == 7
+    assert progress.to_commit() == {}
+
+
+def test_records_deleted_by_retention_are_counted_and_reading_moves_past_them() -> None:
+    progress = started(committed=10)
+    assert progress.admit(TP, 50, 0.0).seek_to == 10
+    assert progress.skip_to(TP, 40, 0.5) == 30
+    assert progress.admit(TP, 40, 0.6).process
