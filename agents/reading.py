@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.observability import metrics as m
 from pipeline.reading.progress import Action, ReadProgress
@@ -65,8 +65,9 @@ class InOrderReader:
     def __init__(self, app: faust.App, bootstrap: str, topics: Iterable[str],
                  contiguous: Iterable[str] = ()) -> None:
         """``topics``: the input topics; ``contiguous``: those of them that Tally writes itself
-        (no transaction markers or compaction), where a hole is never taken for a real gap."""
+        (no transaction markers or compaction), where a hole means records were lost."""
         self.app = app
+        self.bootstrap = bootstrap
         self.topics = set(topics)
         self.contiguous = set(contiguous)
         self.progress: ReadProgress[Any] = ReadProgress()
@@ -92,30 +93,62 @@ class InOrderReader:
         if not self.progress.known(tp):
             await self._start(tp)
         verdict = self.progress.admit(tp, msg.offset, time.monotonic())
-        if verdict.action is Action.SEEK and verdict.seek_to is not None:
-            await self._seek_back(tp, verdict.seek_to, msg.offset)
-        elif verdict.gap:
-            m.OFFSET_GAPS.inc(verdict.gap)
-            log.warning("offsets %s..%s of %s hold no records (seen %d times); going on",
-                        msg.offset - verdict.gap, msg.offset - 1, tp,
-                        self.progress.gap_confirmations)
-        return verdict.process
-
-    async def _seek_back(self, tp: Any, seek_to: int, seen: int) -> None:
-        _, low = await self._watermarks(tp)
-        if low > seek_to:  # retention deleted them before they were read
-            lost = self.progress.skip_to(tp, low, time.monotonic())
-            m.OFFSET_GAPS.inc(lost)
-            log.error("records %s..%s of %s were deleted by retention before being read",
-                      seek_to, low - 1, tp)
-            seek_to = low
-        else:
-            m.RECORDS_REREAD.inc(seen - seek_to)
-            log.warning("records %s..%s of %s were not handed to the worker; reading them again",
-                        seek_to, seen - 1, tp)
-        # On the consumer's own thread, between fetches: a plain seek from this thread races
-        # with the fetcher, which can move the position forward again.
+        if verdict.seek_to is None:
+            return verdict.process
+        seek_to = verdict.seek_to
+        if verdict.action is Action.PROBE:
+            seek_to = await self._pass_hole(tp, seek_to)
+            if seek_to == msg.offset:  # the hole ends right here: no need to read it again
+                return self.progress.admit(tp, msg.offset, time.monotonic()).process
+        if seek_to == verdict.seek_to:  # no hole: records were skipped, or still drain
+            m.RECORDS_REREAD.inc(msg.offset - seek_to)
+            log.warning("records %s..%s of %s were not handed to the worker; reading them "
+                        "again", seek_to, msg.offset - 1, tp)
+        # On the consumer's own thread, between fetches: a plain seek from this thread
+        # races with the fetcher, which can move the position forward again.
         await self.app.consumer.seek_wait({tp: seek_to})
+        return False
+
+    async def _pass_hole(self, tp: Any, offset: int) -> int:
+        """Ask the broker for the first record at or after ``offset`` (or the end, if none);
+        pass over the hole before it, if any. Returns where reading goes on."""
+        first = await asyncio.get_running_loop().run_in_executor(None, self._first_offset,
+                                                                 tp, offset)
+        if first is None or first <= offset:
+            return offset  # the record is there: records fetched before a seek still drain
+        passed = self.progress.hole(tp, first, time.monotonic())
+        m.OFFSET_GAPS.inc(passed)
+        if tp.topic in self.contiguous:  # Tally wrote these: only retention deletes them
+            log.error("records %s..%s of %s are gone (deleted by retention before they were "
+                      "read?); going on at %s", offset, first - 1, tp, first)
+        else:
+            log.warning("offsets %s..%s of %s hold no records (transaction markers or "
+                        "compaction upstream); going on", offset, first - 1, tp)
+        return first
+
+    def _first_offset(self, tp: Any, offset: int) -> int | None:
+        """The offset of the broker's first record at or after ``offset`` in ``tp``, the end
+        offset if there is none, or None if the broker did not answer in time."""
+        probe = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": f"{self.app.conf.id}-probe",
+            "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": "read_uncommitted",  # as faust reads
+        })
+        try:
+            probe.assign([TopicPartition(tp.topic, tp.partition, offset)])
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                msg = probe.poll(0.5)
+                if msg is None or msg.topic() != tp.topic or msg.partition() != tp.partition:
+                    continue
+                error = msg.error()
+                if error is None:
+                    return int(msg.offset())
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return int(msg.offset())  # no record from ``offset`` to the end
+            return None
+        finally:
+            probe.close()
 
     def done(self, msg: Any) -> None:
         self.progress.done(msg.tp, msg.offset, time.monotonic())
@@ -124,21 +157,19 @@ class InOrderReader:
         async with self._lookup:
             if self.progress.known(tp):
                 return
-            committed, low = await self._watermarks(tp, committed=True)
+            committed, low = await asyncio.get_running_loop().run_in_executor(
+                None, self._committed_and_low, tp)
             # Nothing committed, or the committed record expired: the consumer starts at the
             # earliest record (auto.offset.reset=earliest), and so do we.
             start = low if committed == _NO_COMMIT else max(committed, low)
-            self.progress.start(tp, start, time.monotonic(),
-                                may_have_gaps=tp.topic not in self.contiguous)
+            self.progress.start(tp, start, time.monotonic())
 
-    async def _watermarks(self, tp: Any, committed: bool = False) -> tuple[int, int]:
+    def _committed_and_low(self, tp: Any) -> tuple[int, int]:
         """(the group's committed offset or -1001, the partition's first offset)."""
-        def lookup() -> tuple[int, int]:
-            ktp = TopicPartition(tp.topic, tp.partition)
-            done = self._offsets.committed([ktp], timeout=10)[0].offset if committed else 0
-            low, _ = self._offsets.get_watermark_offsets(ktp, timeout=10, cached=False)
-            return done, low
-        return await asyncio.get_running_loop().run_in_executor(None, lookup)
+        ktp = TopicPartition(tp.topic, tp.partition)
+        committed = self._offsets.committed([ktp], timeout=10)[0].offset
+        low, _ = self._offsets.get_watermark_offsets(ktp, timeout=10, cached=False)
+        return committed, low
 
     async def commit(self, tps: Iterable[Any] | None = None) -> None:
         """Commit processed offsets, after flushing everything their records produced."""
@@ -174,10 +205,15 @@ class InOrderReader:
             if end is None:
                 continue
             seek_to = self.progress.stalled(tp, end, now)
-            if seek_to is not None:
+            if seek_to is None:
+                continue
+            # A hole at the end (e.g. compacted away) holds no record and none follows it: the
+            # probe says so and reading moves past it, so the commit (and the lag) reach the end.
+            go_on = await self._pass_hole(tp, seek_to)
+            if go_on == seek_to:
                 log.warning("records wait in %s from offset %s but none arrived; reading again",
                             tp, seek_to)
-                await consumer.seek_wait({tp: seek_to})
+            await consumer.seek_wait({tp: go_on})
 
     def revoked(self, tps: Iterable[Any]) -> None:
         self.progress.forget(tps)

@@ -17,12 +17,12 @@ from typing import Generic, TypeVar
 
 TP = TypeVar("TP", bound=Hashable)
 
-# On a topic that may have holes (upstream transaction markers, compaction), a seek that keeps
-# landing past the same offset means the broker has no record there: after this many seeks,
-# spaced at least MIN_SEEK_INTERVAL_S apart, the hole is accepted as a real gap. Topics Tally
-# writes itself have contiguous offsets and never accept one: a stall shows as lag, a loss
-# would not show at all.
-GAP_CONFIRMATIONS = 3
+# A jump forward means either that the consumer skipped records (faust after a restart or a
+# rebalance) or that the broker has none there (compaction or transaction markers upstream,
+# retention). Only the broker can tell, and records fetched before a seek can keep draining
+# from faust's buffers for seconds, so they are not evidence: every PROBE_EVERY-th seek to the
+# same offset asks the broker for the first offset at or after it (PROBE).
+PROBE_EVERY = 4
 MIN_SEEK_INTERVAL_S = 1.0
 # Records waiting in the partition but none processed for this long: read again from the
 # next offset (the consumer dropped them silently).
@@ -34,15 +34,16 @@ class Action(Enum):
     ALREADY_READ = "already_read"  # processed before (a replay): drop it
     WAIT = "wait"  # past the next offset while a seek back is under way: drop it
     SEEK = "seek"  # records before it were skipped: seek to ``seek_to``, drop this one
+    PROBE = "probe"  # seeks keep landing past ``seek_to``: ask the broker for the first offset
+    # at or after it (``hole`` if greater), then seek; drop this one
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do with one record; ``gap`` counts offsets accepted as absent."""
+    """What to do with one record."""
 
     action: Action
     seek_to: int | None = None
-    gap: int = 0
 
     @property
     def process(self) -> bool:
@@ -56,7 +57,6 @@ class PartitionProgress:
     next_offset: int  # the record to process next
     committed: int  # the offset last committed (next to read after a restart)
     progressed_at: float  # when ``next_offset`` last moved (or reading started)
-    may_have_gaps: bool = True  # offsets may hold no record (see GAP_CONFIRMATIONS)
     seek_target: int | None = None
     seeks: int = 0  # seeks to ``seek_target`` so far
     last_seek_at: float = float("-inf")
@@ -65,10 +65,10 @@ class PartitionProgress:
 class ReadProgress(Generic[TP]):
     """In-order, exactly-once processing decisions for the partitions of one worker."""
 
-    def __init__(self, *, gap_confirmations: int = GAP_CONFIRMATIONS,
+    def __init__(self, *, probe_every: int = PROBE_EVERY,
                  min_seek_interval_s: float = MIN_SEEK_INTERVAL_S,
                  stall_after_s: float = STALL_AFTER_S) -> None:
-        self.gap_confirmations = gap_confirmations
+        self.probe_every = probe_every
         self.min_seek_interval_s = min_seek_interval_s
         self.stall_after_s = stall_after_s
         self.partitions: dict[TP, PartitionProgress] = {}
@@ -76,10 +76,10 @@ class ReadProgress(Generic[TP]):
     def known(self, tp: TP) -> bool:
         return tp in self.partitions
 
-    def start(self, tp: TP, committed: int, now: float, *, may_have_gaps: bool = True) -> None:
+    def start(self, tp: TP, committed: int, now: float) -> None:
         """Begin (again) at the group's committed offset, e.g. after an assignment."""
         self.partitions[tp] = PartitionProgress(next_offset=committed, committed=committed,
-                                                progressed_at=now, may_have_gaps=may_have_gaps)
+                                                progressed_at=now)
 
     def forget(self, tps: Iterable[TP]) -> None:
         """Drop partitions (revoked or re-assigned): they start again from Kafka's commit."""
@@ -99,22 +99,20 @@ class ReadProgress(Generic[TP]):
             p.seek_target, p.seeks = p.next_offset, 0
         if now - p.last_seek_at < self.min_seek_interval_s:
             return Verdict(Action.WAIT)  # records fetched before the seek, still draining
-        if p.may_have_gaps and p.seeks >= self.gap_confirmations:
-            gap = offset - p.next_offset
-            p.next_offset, p.seek_target, p.seeks = offset, None, 0
-            return Verdict(Action.PROCESS, gap=gap)
         p.seeks += 1
         p.last_seek_at = now
+        if p.seeks % self.probe_every == 0:
+            return Verdict(Action.PROBE, seek_to=p.next_offset)
         return Verdict(Action.SEEK, seek_to=p.next_offset)
 
-    def skip_to(self, tp: TP, offset: int, now: float) -> int:
-        """Move past records that no longer exist (deleted by retention before they were read);
-        returns how many were lost."""
+    def hole(self, tp: TP, first_offset: int, now: float) -> int:
+        """The broker's first record at or after the next offset is ``first_offset``: offsets
+        before it hold none (markers, compaction, retention). Returns how many are passed over."""
         p = self.partitions[tp]
-        lost = max(0, offset - p.next_offset)
-        p.next_offset = max(p.next_offset, offset)
+        passed = max(0, first_offset - p.next_offset)
+        p.next_offset = max(p.next_offset, first_offset)
         p.seek_target, p.seeks, p.progressed_at = None, 0, now
-        return lost
+        return passed
 
     def done(self, tp: TP, offset: int, now: float) -> None:
         """The record at ``offset`` is processed (its outputs are sent or buffered)."""

@@ -54,25 +54,34 @@ def test_a_record_the_consumer_never_delivered_is_read_again_not_skipped() -> No
     assert progress.to_commit() == {TP: 2}
 
 
-def test_a_hole_the_broker_keeps_returning_is_accepted_as_a_gap_after_repeated_seeks() -> None:
-    # e.g. a transaction marker upstream: offset 7 holds no record.
+def test_after_repeated_seeks_the_broker_is_asked_and_a_real_hole_is_passed_over() -> None:
+    # e.g. offset 7 compacted away upstream, or deleted by retention before it was read.
     progress = started(committed=7)
-    seeks = 0
     now = 0.0
-    while True:
-        verdict = progress.admit(TP, 8, now)
-        if verdict.process:
-            break
-        assert verdict.action is Action.SEEK and verdict.seek_to == 7
-        seeks += 1
+    verdict = progress.admit(TP, 8, now)
+    while verdict.action is Action.SEEK:
         now += 1.0
-    assert seeks == progress.gap_confirmations
-    assert verdict.gap == 1
+        verdict = progress.admit(TP, 8, now)
+    assert verdict.action is Action.PROBE and verdict.seek_to == 7
+    assert progress.to_commit() == {}  # nothing passed over on the seeks' evidence alone
+    assert progress.hole(TP, 8, now) == 1  # the broker's first record from 7 is 8
+    assert progress.admit(TP, 8, now).process
     progress.done(TP, 8, now)
     assert progress.to_commit() == {TP: 9}
 
 
-def test_seeks_closer_together_than_the_interval_do_not_count_towards_a_gap() -> None:
+def test_records_still_draining_after_many_seeks_are_never_taken_for_a_hole() -> None:
+    # The failover case: thousands of records fetched before the seek drain for seconds.
+    progress = started(committed=857)
+    offset, now = 982, 0.0
+    for _ in range(40):
+        verdict = progress.admit(TP, offset, now)
+        assert verdict.action in (Action.SEEK, Action.PROBE, Action.WAIT)
+        offset, now = offset + 100, now + 0.4
+    assert progress.admit(TP, 857, now).process
+
+
+def test_seeks_closer_together_than_the_interval_do_not_count_towards_a_probe() -> None:
     progress = started(committed=7)
     assert progress.admit(TP, 8, 0.0).action is Action.SEEK
     for i in range(50):  # a burst of stale records right after the seek
@@ -119,9 +128,7 @@ def misbehaviours(draw: st.DrawFn) -> list[tuple[str, int]]:
 def test_every_record_is_processed_exactly_once_in_order_whatever_the_consumer_does(
         n: int, committed: int, script: list[tuple[str, int]]) -> None:
     log_end = committed + n
-    # This log has no holes, so no jump may ever be taken for one (tested above on its own).
-    progress: ReadProgress[tuple[str, int]] = ReadProgress(gap_confirmations=10**9)
-    progress.start(TP, committed, 0.0)
+    progress = started(committed=committed)
     position = committed  # where the consumer fetches next
     stale: list[int] = []  # fetched before the last seek, still to be delivered
     processed: list[int] = []
@@ -151,7 +158,7 @@ def test_every_record_is_processed_exactly_once_in_order_whatever_the_consumer_d
                 continue
             offset, position = position, position + 1
         verdict = progress.admit(TP, offset, now)
-        if verdict.action is Action.SEEK:
+        if verdict.action in (Action.SEEK, Action.PROBE):  # a probe finds the record: no hole
             assert verdict.seek_to is not None
             stale = list(range(position, min(position + k, log_end)))
             position = verdict.seek_to
@@ -165,17 +172,8 @@ def test_every_record_is_processed_exactly_once_in_order_whatever_the_consumer_d
     assert processed == list(range(committed, log_end))
 
 
-def test_a_topic_tally_writes_itself_never_takes_a_hole_for_a_gap() -> None:
-    progress: ReadProgress[tuple[str, int]] = ReadProgress()
-    progress.start(TP, 7, 0.0, may_have_gaps=False)
-    for second in range(20):  # keeps seeking back, one second apart, however long it takes
-        verdict = progress.admit(TP, 8, float(second))
-        assert verdict.action is Action.SEEK and verdict.seek_to == 7
-    assert progress.to_commit() == {}
-
-
-def test_records_deleted_by_retention_are_counted_and_reading_moves_past_them() -> None:
+def test_records_deleted_by_retention_are_passed_over_once_the_broker_says_so() -> None:
     progress = started(committed=10)
     assert progress.admit(TP, 50, 0.0).seek_to == 10
-    assert progress.skip_to(TP, 40, 0.5) == 30
+    assert progress.hole(TP, 40, 0.5) == 30
     assert progress.admit(TP, 40, 0.6).process
