@@ -4,10 +4,11 @@ faust-streaming 0.15 tracks processed offsets with acks and counts a forward jum
 a "gap" it may commit; after a restart or rebalance it can hand an agent records past the
 committed offset (it resumes partitions before seeking), and it silently drops records below its
 own read offset after a seek. Together that lets a range be committed unprocessed (seen in the
-kill -9 soak). So Tally's input topics are consumed with faust's acks off, faust's read-offset
+kill -9 test). So Tally's input topics are consumed with faust's acks off, faust's read-offset
 filter off, and commits made here from ``ReadProgress`` (pipeline/reading/progress.py): the
 committed offset is one past the last record processed in order, after the producer flushed
-everything those records produced (ledger changelog, movements, pushes).
+everything those records produced (ledger changelog, movements, pushes). A jump forward is
+read again; only a hole the broker itself confirms (a probe) is passed over.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class InOrderReader:
         seek_to = verdict.seek_to
         if verdict.action is Action.PROBE:
             seek_to = await self._pass_hole(tp, seek_to)
+            if not self.progress.known(tp):
+                return False  # revoked while asking: the next owner reads it
             if seek_to == msg.offset:  # the hole ends right here: no need to read it again
                 return self.progress.admit(tp, msg.offset, time.monotonic()).process
         if seek_to == verdict.seek_to:  # no hole: records were skipped, or still drain
@@ -114,8 +117,8 @@ class InOrderReader:
         pass over the hole before it, if any. Returns where reading goes on."""
         first = await asyncio.get_running_loop().run_in_executor(None, self._first_offset,
                                                                  tp, offset)
-        if first is None or first <= offset:
-            return offset  # the record is there: records fetched before a seek still drain
+        if first is None or first <= offset or not self.progress.known(tp):
+            return offset  # the record is there (records fetched before a seek still drain)
         passed = self.progress.hole(tp, first, time.monotonic())
         m.OFFSET_GAPS.inc(passed)
         if tp.topic in self.contiguous:  # Tally wrote these: only retention deletes them
@@ -151,6 +154,7 @@ class InOrderReader:
             probe.close()
 
     def done(self, msg: Any) -> None:
+        """``msg`` (admitted) is processed: its offset may be committed."""
         self.progress.done(msg.tp, msg.offset, time.monotonic())
 
     async def _start(self, tp: Any) -> None:
@@ -215,7 +219,8 @@ class InOrderReader:
                             tp, seek_to)
             await consumer.seek_wait({tp: go_on})
 
-    def revoked(self, tps: Iterable[Any]) -> None:
+    def restart(self, tps: Iterable[Any]) -> None:
+        """Forget these partitions: their next record is checked against Kafka's commit."""
         self.progress.forget(tps)
 
     def close(self) -> None:

@@ -239,12 +239,12 @@ def build_app(settings: WorkerSettings) -> faust.App:
     async def commit_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         # Hand over exactly what was processed; the next owner starts there.
         await reader.commit(revoked)
-        reader.revoked(revoked)
+        reader.restart(revoked)
 
     @app.on_partitions_assigned.connect
     async def restart_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         # Every assignment starts again at the group's committed offset.
-        reader.revoked(assigned)
+        reader.restart(assigned)
 
     @app.timer(interval=settings.commit_interval_s)
     async def commit_processed() -> None:
