@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,25 @@ def metric_total(text: str, name: str) -> float:
     return total
 
 
+
+def wait_until_ready(url: str | None, alive: Callable[[], bool], timeout: float) -> str | None:
+    """Poll ``url`` (a readiness endpoint) until it answers 200 while ``alive()``. Returns None
+    once ready (at once without a URL), else what went wrong."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            return "exited"
+        if url is None:
+            return None
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return None
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return f"not ready after {timeout:.0f}s"
+
 @dataclass
 class Service:
     """One ``tally <command>`` child process with its log file."""
@@ -69,20 +89,9 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited; see {self.log_file}")
-            if self.ready_url is None:
-                return
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_file}")
+        problem = wait_until_ready(self.ready_url, self.alive, timeout)
+        if problem is not None:
+            raise RuntimeError(f"{self.name} {problem}; see {self.log_file}")
 
     def stop(self, timeout: float = 30.0) -> None:
         if not self.alive():

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +14,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from pipeline.demo.services import free_port, wait_until_ready
 from pipeline.infra.kafka_topics import ensure_topics
 from pipeline.ledger.position import LedgerPosition
 from pipeline.topics import Topics
 from tests.support.kafka import consume_all, producer, unique
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unique_topics() -> Topics:
@@ -88,18 +80,9 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise AssertionError(f"worker exited:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
+        problem = wait_until_ready(f"{self.url}/readyz", self.alive, timeout)
+        if problem is not None:
+            raise AssertionError(f"worker {problem}:\n{self.tail()}")
 
     def kill9(self) -> None:
         assert self.proc is not None
