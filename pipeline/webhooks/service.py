@@ -3,7 +3,17 @@
 Answers 200 only after Kafka acknowledged every record of the webhook (acks=all); 503 when Kafka
 cannot take them in time, so Shopify retries; 401 on a bad signature or unknown shop (nothing
 published); 400 on missing headers or bad JSON; 413 above the body limit; 422 on a body that is
-JSON but not the topic's resource shape.
+JSON but not the topic's resource shape (the detail names the field and what was found).
+
+One publish per ``X-Shopify-Event-Id``: the id is claimed before publishing, so a delivery racing
+another of the same event waits for its outcome (200 ``duplicate`` once it published, 503 if it
+failed); a failed publish releases the id so Shopify's retry publishes it. Lines without a SKU
+are resolved through the catalog (variant or inventory item id) or dead-lettered one by one; the
+body's ``lines`` says what happened to each line.
+
+The producer is rebuilt when it cannot publish (see ``publisher.py``); ``/readyz`` is 503 with the
+failing conditions (``kafka``, ``producer``, ``catalog``, ``event_loop``) while it cannot do its
+job; ``/healthz`` fails only when the event loop is blocked.
 """
 
 from __future__ import annotations
@@ -22,14 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from pipeline.ledger.locations import load_locations
-from pipeline.observability import logs
+from pipeline.messages import DeadLetter
+from pipeline.observability import health, logs
+from pipeline.observability import metrics as m
+from pipeline.webhooks.catalog import CatalogFeed, SkuIndex
 from pipeline.webhooks.config import WebhookSettings
 from pipeline.webhooks.dedupe import SeenEvents
-from pipeline.webhooks.translate import TOPICS, BadPayload, Translator
+from pipeline.webhooks.publisher import KafkaPublisher, PublishFailed
+from pipeline.webhooks.translate import TOPICS, BadPayload, Translation, Translator
 
 log = logging.getLogger("tally.webhooks")
 
@@ -45,6 +58,16 @@ PUBLISHED = Counter(
     "tally_webhooks_events_published_total", "Source events published from webhooks, by topic.",
     ["topic"],
 )
+LINES = Counter(
+    "tally_webhooks_lines_total", "Order lines received in webhooks, by topic and outcome "
+    "(published, resolved_by_variant, resolved_by_inventory_item, dead_lettered, skipped).",
+    ["topic", "outcome"],
+)
+PRODUCER_REBUILDS = Counter(
+    "tally_webhooks_producer_rebuilds_total",
+    "Kafka producers replaced because the previous one could not publish.",
+)
+SERVICE = "webhooks"
 
 
 def verify_hmac(secret: str, body: bytes, header: str) -> bool:
@@ -53,63 +76,43 @@ def verify_hmac(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(digest, header.encode())
 
 
-class PublishFailed(Exception):
-    """Kafka did not acknowledge in time."""
-
-
 @dataclass
 class Intake:
-    """State of one running intake: settings, translator, dedupe memory, producer."""
+    """State of one running intake: settings, translator, dedupe memory, producer, health."""
 
     settings: WebhookSettings
     translator: Translator
     secrets: dict[str, str]
     seen: SeenEvents
-    producer: AIOKafkaProducer | None = None
-    _lock: asyncio.Lock | None = None
-
-    async def _producer(self) -> AIOKafkaProducer:
-        # Started lazily so the intake comes up (and answers 503) while Kafka is down.
-        if self.producer is not None:
-            return self.producer
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self.producer is None:
-                p = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.bootstrap, acks="all",
-                    enable_idempotence=True, linger_ms=1, client_id="tally-webhooks",
-                    request_timeout_ms=int(self.settings.publish_timeout_s * 1000) + 2000,
-                )
-                try:
-                    await asyncio.wait_for(p.start(), self.settings.publish_timeout_s)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await p.stop()
-                    raise
-                self.producer = p
-        return self.producer
+    readiness: health.Readiness
+    publisher: KafkaPublisher
+    catalog: CatalogFeed
 
     async def publish(self, records: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Send (topic, key, value) records; return once Kafka acknowledged all of them."""
-        if not records:
-            return
-        async def send_all() -> None:
-            producer = await self._producer()
-            futures = [await producer.send(topic, key=key.encode(),
-                                           value=json.dumps(value, separators=(",", ":")).encode())
-                       for topic, key, value in records]
-            await asyncio.gather(*futures)
-
+        before = self.publisher.rebuilds
         try:
-            # One deadline for metadata, sends and acks: Shopify gives up after 5 s.
-            await asyncio.wait_for(send_all(), self.settings.publish_timeout_s)
-        except Exception as exc:  # timeouts and aiokafka's KafkaError family
-            raise PublishFailed(type(exc).__name__) from exc
+            await self.publisher.publish([
+                (topic, key, json.dumps(value, separators=(",", ":")).encode())
+                for topic, key, value in records])
+        finally:
+            if self.publisher.rebuilds > before:
+                PRODUCER_REBUILDS.inc(self.publisher.rebuilds - before)
+
+    async def monitor(self, interval_s: float = 1.0) -> None:
+        """Every ``interval_s``: Kafka reachability (and a dirty producer's rebuild) and how
+        far the catalog is read, into the readiness conditions."""
+        while True:
+            before = self.publisher.rebuilds
+            with contextlib.suppress(Exception):
+                await self.publisher.check()
+            PRODUCER_REBUILDS.inc(self.publisher.rebuilds - before)
+            self.readiness.set("catalog", self.catalog.loaded, self.catalog.state)
+            await asyncio.sleep(interval_s)
 
     async def close(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
+        await self.publisher.close()
+        await asyncio.to_thread(self.catalog.stop)
 
 
 INTAKE_KEY = web.AppKey("intake", Intake)
@@ -141,17 +144,59 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return _answer(topic, "unauthorized", 401, started)
     event_id = h.get("X-Shopify-Event-Id") or h.get("X-Shopify-Webhook-Id") or ""
     dedupe_key = f"{shop}|{event_id}"
+    if not event_id:
+        return await _accept(intake, topic, shop, event_id, body, started)
+    waiter = intake.seen.claim(dedupe_key, time.time())
+    if waiter is not None:  # seen, or another delivery of this event is publishing it
+        try:
+            published = await asyncio.wait_for(waiter, intake.settings.publish_timeout_s + 2)
+        except TimeoutError:
+            published = False
+        if published:
+            return _answer(topic, "duplicate", 200, started)
+        return _answer(topic, "kafka_unavailable", 503, started,
+                       detail="a concurrent delivery of this event could not be published")
+    confirmed = False
+    try:
+        response = await _accept(intake, topic, shop, event_id, body, started)
+        confirmed = response.status == 200
+        if confirmed:
+            intake.seen.confirm(dedupe_key, time.time())
+        return response
+    finally:
+        if not confirmed:
+            intake.seen.release(dedupe_key)
+
+
+def _dead_letters(topic: str, shop: str, event_id: str, translation: Translation
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """(key, dead-letter record) per line that could not be placed."""
+    out = []
     now = time.time()
-    if event_id and intake.seen.seen(dedupe_key, now):
-        return _answer(topic, "duplicate", 200, started)
+    for d in translation.dead:
+        dl = DeadLetter(reason=d["reason"], detail=d["detail"], source_topic=f"webhooks:{topic}",
+                        source_partition=None, source_offset=None,
+                        original=json.dumps(d["item"], separators=(",", ":")), service=SERVICE,
+                        at=now, extra={"shop": shop, "event_id": event_id, "line": d["line"]})
+        out.append((f"{shop}|{event_id}|{d['line']}", dl.to_dict()))
+    return out
+
+
+async def _accept(intake: Intake, topic: str, shop: str, event_id: str, body: bytes,
+                  started: float) -> web.Response:
+    """Parse, translate and publish one verified webhook (the caller owns its event id)."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _answer(topic, "bad_json", 400, started, detail="the body is not JSON")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _answer(topic, "bad_json", 400, started, detail=f"the body is not JSON: {exc}"[:300])
     try:
         translation = intake.translator.translate(topic, shop, payload)
     except BadPayload as exc:
         return _answer(topic, "bad_payload", 422, started, detail=str(exc)[:300])
+    if translation.dead and not intake.catalog.loaded:
+        # Lines without a SKU need the catalog; dead-lettering them before it is read would
+        # lose orders the catalog can place: Shopify retries.
+        return _answer(topic, "catalog_loading", 503, started, detail=intake.catalog.state)
     # The source transaction id (e.g. order-123) travels on: the worker's dedupe mark is
     # shopify:<transaction_id>:<line> and the sink logs that mark with each push.
     txns = sorted({str(ev.get("transaction_id")) for _, ev in translation.events})
@@ -159,39 +204,40 @@ async def handle_webhook(request: web.Request) -> web.Response:
     s = intake.settings
     records = [(s.topics.shopify_orders, key, ev) for key, ev in translation.events]
     records += [(s.topics.shopify_levels, key, rec) for key, rec in translation.levels]
+    records += [(s.topics.dead_letter, key, dl)
+                for key, dl in _dead_letters(topic, shop, event_id, translation)]
     try:
         await intake.publish(records)
     except PublishFailed as exc:
         log.warning("publish failed for %s from %s: %s", topic, shop, exc)
-        return _answer(topic, "kafka_unavailable", 503, started)
-    if event_id:
-        intake.seen.remember(dedupe_key, now)
+        return _answer(topic, "kafka_unavailable", 503, started, detail=f"Kafka: {exc}")
     if translation.events:
         PUBLISHED.labels(topic).inc(len(translation.events))
-    outcome = translation.outcome if not records else "published"
+    for line in translation.lines:
+        LINES.labels(topic if topic in TOPICS else "other", line["outcome"]).inc()
+    for d in translation.dead:
+        m.DEAD_LETTERS.labels(SERVICE, d["reason"]).inc()
+    if translation.dead:
+        log.warning("order lines dead-lettered", extra={"fields": {
+            "topic": topic, "shop": shop, "event_id": event_id,
+            "lines": [d["line"] for d in translation.dead]}})
+    outcome = "published" if translation.events or translation.levels else translation.outcome
+    if translation.dead and not translation.events:
+        outcome = "dead_lettered"
     log.info("webhook %s", outcome, extra={"fields": {
         "topic": topic, "shop": shop, "event_id": event_id, "events": len(translation.events),
-        "levels": len(translation.levels)}})
-    return _answer(topic, outcome, 200, started, published=len(records))
+        "levels": len(translation.levels), "dead_lettered": len(translation.dead)}})
+    extra: dict[str, Any] = {"published": len(translation.events) + len(translation.levels)}
+    if translation.lines:
+        extra["lines"] = translation.lines
+    if translation.dead:
+        extra["dead_lettered"] = len(translation.dead)
+    return _answer(topic, outcome, 200, started, **extra)
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def handle_health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def handle_ready(request: web.Request) -> web.Response:
-    """Ready once a Kafka producer is connected: only then can a webhook be acknowledged."""
-    intake = request.app[INTAKE_KEY]
-    try:
-        await asyncio.wait_for(intake._producer(), timeout=2.0)
-    except Exception as exc:  # any failure to connect means not ready, with the reason
-        return web.json_response({"ready": False, "reason": type(exc).__name__}, status=503)
-    return web.json_response({"ready": True})
 
 
 def build_app(intake: Intake) -> web.Application:
@@ -200,8 +246,7 @@ def build_app(intake: Intake) -> web.Application:
     app.router.add_post("/webhooks", handle_webhook)
     app.router.add_post("/webhooks/{topic:.*}", handle_webhook)  # per-topic subscription URLs
     app.router.add_get("/metrics", handle_metrics)
-    app.router.add_get("/healthz", handle_health)
-    app.router.add_get("/readyz", handle_ready)
+    health.add_routes(app, intake.readiness)
     return app
 
 
@@ -211,15 +256,30 @@ def make_intake(settings: WebhookSettings) -> Intake:
         if shop.online_branch not in locations:
             raise ValueError(f"shop {shop.domain}: online_branch {shop.online_branch!r} is not "
                              "a configured branch")
-    return Intake(settings=settings, translator=Translator(settings.shops, locations),
+    readiness = health.Readiness(SERVICE)
+    # Not ready until the broker answered once.
+    readiness.set("kafka", False, "no Kafka metadata answer yet")
+    index = SkuIndex()
+    return Intake(settings=settings, translator=Translator(settings.shops, locations,
+                                                           resolve=index.resolve),
                   secrets={s.domain: s.secret() for s in settings.shops},
-                  seen=SeenEvents(settings.dedupe_ttl_s, settings.dedupe_max_entries))
+                  seen=SeenEvents(settings.dedupe_ttl_s, settings.dedupe_max_entries),
+                  readiness=readiness,
+                  publisher=KafkaPublisher(settings.bootstrap,
+                                           timeout_s=settings.publish_timeout_s,
+                                           readiness=readiness,
+                                           probe_topic=settings.topics.shopify_orders),
+                  catalog=CatalogFeed(settings.bootstrap, settings.topics.catalog, index))
 
 
 @contextlib.asynccontextmanager
 async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
     """Serve the intake for the duration of the block; yields its base URL."""
     intake = make_intake(settings)
+    intake.catalog.start()
+    watchdog = health.LoopWatchdog(intake.readiness)
+    watchdog.start()
+    monitor = asyncio.create_task(intake.monitor(), name="webhooks-monitor")
     runner = web.AppRunner(build_app(intake), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -231,6 +291,10 @@ async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
         yield f"http://{settings.host}:{port}"
     finally:
         await runner.cleanup()
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
+        await watchdog.stop()
         await intake.close()
 
 

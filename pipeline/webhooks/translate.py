@@ -7,13 +7,18 @@ hold each acts on is ``reference = "<order id>:<line item id>"`` (see docs/omnic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.ledger.locations import Locations
+from pipeline.webhooks.catalog import numeric_id
 from pipeline.webhooks.config import ShopWebhooks
+
+#: ``(shop, line item) -> (sku or None, how or why not)``: the catalog's reverse lookup.
+SkuResolver = Callable[[str, Mapping[str, Any]], tuple[str | None, str]]
 
 TOPICS = frozenset({
     "orders/create", "orders/cancelled", "orders/fulfilled", "fulfillments/create",
@@ -29,11 +34,18 @@ class BadPayload(ValueError):
 @dataclass
 class Translation:
     """What to publish: (key, source event) pairs for the ledger, level observations, and why
-    nothing was published when ``events`` is empty (``outcome``)."""
+    nothing was published when ``events`` is empty (``outcome``).
+
+    ``lines`` says what happened to each line of the payload (``published``,
+    ``resolved_by_variant``, ``resolved_by_inventory_item``, ``dead_lettered``, ``skipped``);
+    ``dead`` holds the lines to dead-letter (no SKU, and the catalog does not know their ids).
+    """
 
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     levels: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = "published"  # published | ignored | unroutable
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _time(value: Any, fallback: str) -> str:
@@ -46,17 +58,23 @@ def _time(value: Any, fallback: str) -> str:
     return fallback
 
 
-def _int(obj: Mapping[str, Any], name: str) -> int:
+def _found(obj: Mapping[str, Any], name: str) -> str:
+    if name not in obj:
+        return "missing"
+    value = obj[name]
+    if value is None:
+        return "null"
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
+
+
+def _int(obj: Mapping[str, Any], name: str, where: str = "") -> int:
     value = obj.get(name)
-    if type(value) is int:
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, str) and value.startswith("gid://"):
-        tail = value.rsplit("/", 1)[-1]
-        if tail.isdigit():
-            return int(tail)
-    raise BadPayload(f"{name} missing or not an id")
+    ident = numeric_id(value)
+    if ident is not None:
+        return int(ident)
+    raise BadPayload(f"{where}{name} is {_found(obj, name)}; expected a positive integer id, "
+                     "its digits or a gid://shopify/... id")
 
 
 def _location_gid(value: Any) -> str | None:
@@ -81,9 +99,11 @@ def payment_of(order: Mapping[str, Any]) -> str:
 class Translator:
     """Turns webhooks into source events for one set of shops and branches."""
 
-    def __init__(self, shops: Iterable[ShopWebhooks], locations: Locations) -> None:
+    def __init__(self, shops: Iterable[ShopWebhooks], locations: Locations,
+                 resolve: SkuResolver | None = None) -> None:
         self.shops = {s.domain: s for s in shops}
         self.locations = locations
+        self.resolve = resolve
 
     def online_branches(self, shop: str) -> list[str]:
         """Every branch that can hold an online order of ``shop`` (the default one first)."""
@@ -127,21 +147,50 @@ class Translator:
                 "line": line, "occurred_at": at, "sku": sku, "location": branch,
                 "quantity": quantity, **{k: v for k, v in extra.items() if v is not None}}
 
-    @staticmethod
-    def _lines(order: Mapping[str, Any]) -> list[tuple[int, int, str, int]]:
-        """(index from 1, line item id, sku, quantity) of lines that carry a SKU."""
+    def _sku(self, shop: str, item: Mapping[str, Any], qty: Any, where: str, t: Translation,
+             line_id: int | None) -> str | None:
+        """The SKU of one line, resolved through the catalog when the payload has none, with
+        the line's outcome recorded in ``t``; None when the line moves no stock (skipped) or
+        cannot be resolved (dead-lettered)."""
+        report: dict[str, Any] = {"line": where, "line_item_id": line_id}
+        t.lines.append(report)
+        sku = item.get("sku")
+        if type(qty) is not int or qty <= 0:
+            report.update(outcome="skipped", detail=f"quantity is {_found(item, 'quantity')}")
+            return None
+        if isinstance(sku, str) and sku.strip():
+            report.update(outcome="published", sku=sku)
+            return sku
+        if not (numeric_id(item.get("variant_id")) or numeric_id(item.get("inventory_item_id"))):
+            # custom items, tips and such: no product behind them, so no stock moves
+            report.update(outcome="skipped", detail="no sku, variant_id or inventory_item_id")
+            return None
+        found, how = self.resolve(shop, item) if self.resolve else (None, "no catalog")
+        if found is not None:
+            report.update(outcome=f"resolved_by_{how}", sku=found)
+            return found
+        detail = f"{where} has sku {_found(item, 'sku')} and {how}"
+        report.update(outcome="dead_lettered", reason="sku_unresolved", detail=detail)
+        t.dead.append({"reason": "sku_unresolved", "detail": detail, "line": where,
+                       "item": dict(item)})
+        return None
+
+    def _lines(self, shop: str, order: Mapping[str, Any], t: Translation
+               ) -> list[tuple[int, int, str, int]]:
+        """(index from 1, line item id, sku, quantity) of lines that move stock."""
         items = order.get("line_items")
         if not isinstance(items, list):
-            raise BadPayload("line_items missing or not a list")
+            raise BadPayload(f"line_items is {_found(order, 'line_items')}; expected a list")
         out = []
         for i, item in enumerate(items, start=1):
+            where = f"line_items[{i - 1}]"
             if not isinstance(item, dict):
-                raise BadPayload(f"line_items[{i - 1}] is not an object")
-            sku = item.get("sku")
+                raise BadPayload(f"{where} is {_found({'x': item}, 'x')}; expected an object")
+            line_id = _int(item, "id", f"{where}.")
             qty = item.get("quantity")
-            if not sku or type(qty) is not int or qty <= 0:
-                continue  # custom items, gift cards and such carry no stock
-            out.append((i, _int(item, "id"), str(sku), qty))
+            sku = self._sku(shop, item, qty, where, t, line_id)
+            if sku is not None:
+                out.append((i, line_id, sku, qty))
         return out
 
     # -- topics -----------------------------------------------------------------------------
@@ -156,7 +205,7 @@ class Translator:
         at = _time(order.get("created_at"), now)
         payment = payment_of(order)
         t = Translation()
-        for i, line_id, sku, qty in self._lines(order):
+        for i, line_id, sku, qty in self._lines(shop, order, t):
             t.events.append((f"{shop}|{oid}", self._event(
                 "shopify.order_placed", f"order-{oid}", i, at, sku, branch, qty,
                 reference=f"{oid}:{line_id}", payment=payment,
@@ -169,7 +218,7 @@ class Translator:
         t = Translation()
         # The payload does not say where the line is held: release it at every branch that
         # may hold it; only one does (see docs/omnichannel.md).
-        for i, line_id, sku, _ in self._lines(order):
+        for i, line_id, sku, _ in self._lines(shop, order, t):
             for branch in self.online_branches(shop):
                 t.events.append((f"{shop}|{oid}", self._event(
                     "shopify.order_cancelled", f"cancel-{oid}", i, at, sku, branch, 0,
@@ -184,7 +233,7 @@ class Translator:
         branch = self.branch_for(shop, f.get("location_id")) or self.shops[shop].online_branch
         at = _time(f.get("created_at"), now)
         t = Translation()
-        for i, line_id, sku, qty in self._lines(f):
+        for i, line_id, sku, qty in self._lines(shop, f, t):
             t.events.append((f"{shop}|{oid}", self._event(
                 "shopify.order_fulfilled", f"fulfil-{fid}", i, at, sku, branch, qty,
                 reference=f"{oid}:{line_id}")))
@@ -195,7 +244,10 @@ class Translator:
         for f in order.get("fulfillments") or []:
             if isinstance(f, dict):
                 f = {"order_id": order.get("id"), **f}
-                t.events.extend(self._fulfillment(shop, f, now).events)
+                part = self._fulfillment(shop, f, now)
+                t.events.extend(part.events)
+                t.lines.extend(part.lines)
+                t.dead.extend(part.dead)
         return t
 
     def _refund(self, shop: str, refund: dict[str, Any], now: str) -> Translation:
@@ -204,30 +256,34 @@ class Translator:
         at = _time(refund.get("created_at"), now)
         rows = refund.get("refund_line_items")
         if not isinstance(rows, list):
-            raise BadPayload("refund_line_items missing or not a list")
+            raise BadPayload(f"refund_line_items is {_found(refund, 'refund_line_items')}; "
+                             "expected a list")
         t = Translation()
         for i, row in enumerate(rows, start=1):
+            where = f"refund_line_items[{i - 1}]"
             if not isinstance(row, dict):
-                raise BadPayload(f"refund_line_items[{i - 1}] is not an object")
+                raise BadPayload(f"{where} is not an object")
             item = row.get("line_item") if isinstance(row.get("line_item"), dict) else {}
-            sku, qty = item.get("sku"), row.get("quantity")
-            if not sku or type(qty) is not int or qty <= 0:
+            qty = row.get("quantity")
+            line_id = _int(row, "line_item_id", f"{where}.")
+            sku = self._sku(shop, item, qty, f"{where}.line_item", t, line_id)
+            if sku is None:
                 continue
-            line_id = _int(row, "line_item_id")
             ref = f"{oid}:{line_id}"
             branch = self.branch_for(shop, row.get("location_id"))
             kind = row.get("restock_type")
             if kind == "cancel":  # unfulfilled units: the open order shrinks where it is held
                 for b in [branch] if branch else self.online_branches(shop):
                     t.events.append((f"{shop}|{oid}", self._event(
-                        "shopify.order_cancelled", f"refund-{rid}", i, at, str(sku), b, qty,
+                        "shopify.order_cancelled", f"refund-{rid}", i, at, sku, b, qty,
                         reference=ref)))
             elif kind in ("return", "legacy_restock"):  # shipped units back at a location
                 t.events.append((f"{shop}|{oid}", self._event(
-                    "shopify.order_refunded", f"refund-{rid}", i, at, str(sku),
+                    "shopify.order_refunded", f"refund-{rid}", i, at, sku,
                     branch or self.shops[shop].online_branch, qty, reference=ref,
                     disposition="restock")))
-            # no_restock: money only; the units stay where they are.
+            else:  # no_restock: money only; the units stay where they are.
+                t.lines[-1].update(outcome="skipped", detail=f"restock_type {kind!r}")
         if not t.events:
             t.outcome = "ignored"
         return t
@@ -246,17 +302,20 @@ class Translator:
         oid = _int(fo, "order_id")
         t = Translation()
         for i, item in enumerate(items, start=1):
-            if not isinstance(item, dict) or not item.get("sku"):
+            where = f"line_items[{i - 1}]"
+            if not isinstance(item, dict):
+                raise BadPayload(f"fulfillment_order.{where} is not an object")
+            line_id = _int(item, "line_item_id", f"fulfillment_order.{where}.")
+            sku = self._sku(shop, item, item.get("quantity"), where, t, line_id)
+            if sku is None:
                 continue
-            qty = item.get("quantity")
-            if type(qty) is not int or qty <= 0:
-                continue
-            ref = f"{oid}:{_int(item, 'line_item_id')}"
+            qty = item["quantity"]
+            ref = f"{oid}:{line_id}"
             for other in self.online_branches(shop):
                 if other == target:
                     continue
                 t.events.append((f"{shop}|{oid}", self._event(
-                    "shopify.order_routed", f"route-{foid}-{other}", i, now, str(item["sku"]),
+                    "shopify.order_routed", f"route-{foid}-{other}", i, now, sku,
                     other, qty, to_location=target, reference=ref)))
         return t
 
