@@ -112,7 +112,8 @@ class CatalogFeed:
         consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": f"tally-webhooks-catalog-"
             f"{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "reconnect.backoff.max.ms": 1000})
+            "auto.offset.reset": "earliest", "reconnect.backoff.max.ms": 1000,
+            "logger": logging.getLogger("tally.webhooks.kafka")})
         try:
             ends: dict[int, int] = {}
             while not self._stop.is_set():  # find the topic and where it ends now

@@ -29,6 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from pipeline.observability.health import KAFKA_GRACE_S, Readiness, kafka_error_callback
 
 log = logging.getLogger("tally.webhooks")
+KAFKA_LOG = logging.getLogger("tally.webhooks.kafka")  # librdkafka's own lines, as JSON logs
 
 
 class PublishFailed(Exception):
@@ -57,6 +58,8 @@ class _Client:
             self.producer.purge(in_queue=True, in_flight=True, blocking=False)
         with contextlib.suppress(Exception):
             self.producer.poll(0)  # purged messages' reports fail their waiting publishes now
+        with contextlib.suppress(Exception):
+            self.producer.close()  # else librdkafka keeps reconnecting until garbage collected
 
 
 class KafkaPublisher:
@@ -107,7 +110,7 @@ class KafkaPublisher:
             "message.timeout.ms": max(ms, 1000), "request.timeout.ms": max(ms, 1000),
             "socket.connection.setup.timeout.ms": max(ms, 1000),
             "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000,
-            "error_cb": error_cb,
+            "error_cb": error_cb, "logger": KAFKA_LOG,
         }
 
     def _mark_dirty(self, reason: str) -> None:
