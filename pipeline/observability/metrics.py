@@ -101,6 +101,14 @@ END_TO_END_SECONDS = Histogram(
 SINK_PENDING_KEYS = Gauge(
     "tally_sink_pending_keys", "Keys waiting to be pushed, by shop.", ["shop"]
 )
+SINK_PAUSED_PARTITIONS = Gauge(
+    "tally_sink_paused_partitions",
+    "Push-topic partitions paused because they hold too many records waiting for Shopify.",
+)
+SHOPIFY_REQUEST_SECONDS = Histogram(
+    "tally_shopify_request_seconds", "Duration of one Shopify call (cut at the deadline).",
+    ["shop"], buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 LAST_PUSH_TIMESTAMP = Gauge(
     "tally_shopify_last_push_timestamp_seconds", "When Shopify last acknowledged a push.",
     ["shop"],

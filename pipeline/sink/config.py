@@ -91,11 +91,13 @@ class SinkSettings:
     group_id: str = "tally-sink"
     window_s: float = 1.0  # bounded staleness: flush a dirty key at the latest after this
     hold_for_s: float = 30.0  # compare-and-set hold of a raise above Shopify's level
-    http_timeout_s: float = 10.0
+    http_timeout_s: float = 10.0  # deadline of one Shopify call, connect to last byte
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 30.0
     commit_interval_s: float = 0.5
     max_reads_per_call: int = 50
+    max_held_records: int = 20_000  # per partition; more unfinished records pause it
+    kafka_probe_interval_s: float = 2.0  # metadata request for /readyz's kafka condition
     web_port: int | None = None  # /metrics, /healthz, /readyz (None = no web server)
     web_host: str = "0.0.0.0"
     client_id: str = "tally-sink"
@@ -114,6 +116,7 @@ class SinkSettings:
             "hold_for_s": _f("TALLY_SINK_HOLD_S", 30.0),
             "http_timeout_s": _f("TALLY_SINK_HTTP_TIMEOUT_S", 10.0),
             "web_port": int(port) if port else None,
+            "max_held_records": int(env.get("TALLY_SINK_MAX_HELD_RECORDS", "20000")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -4,6 +4,15 @@ One confluent-kafka consumer (group member, manual commits) feeds the core; one 
 shop flushes, reads levels and calls Shopify, so a throttled or failing shop never delays another.
 Offsets are committed only when the core's OffsetTracker says a record is done *and* the acks /
 dead letters produced for it are flushed (producer.flush before every commit).
+
+Every Shopify request has a deadline (``TALLY_SINK_HTTP_TIMEOUT_S``, connect to last byte); a
+request that misses it counts as a transport timeout, and the retry after a transport failure
+waits at most that long again, so a hung Shopify freezes its own shop's loop for at most one
+deadline at a time and never another shop's. Backpressure: a partition holding more than
+``TALLY_SINK_MAX_HELD_RECORDS`` unfinished records (a halted or slow shop) is paused and resumed
+below half of it, so memory is bounded by keys plus that many records per partition.
+``/readyz`` (``pipeline.observability.health``): 503 while Kafka is unreachable, a shop is halted,
+or the sink is starting; ``/healthz``: 503 only while the event loop is blocked.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pipeline.messages import DeadLetter, ShopifyAck, ShopifyPush
-from pipeline.observability import logs
+from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
 from pipeline.sink.batching import BatchItem, BatchRequest, build_request
 from pipeline.sink.budget import Budgets, CostReport, ShopBudget
@@ -72,6 +81,7 @@ REASSERTS = Counter(
     "tally_sink_reasserts_total", "Forced re-checks (reconciliation --fix) accepted, by shop.",
     ["shop"],
 )
+PAUSED_PARTITIONS = m.SINK_PAUSED_PARTITIONS
 RUN_ID = uuid.uuid4().hex[:12]  # this process; acks carry it so reuse across restarts is visible
 
 
@@ -200,17 +210,36 @@ class Sink:
         self._producer: Producer | None = None
         self._web: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.readiness = health.Readiness(SERVICE)
+        self.readiness.set("started", False, "starting: reading the acks topic")
+        self.readiness.set("kafka", False, "no Kafka metadata answer yet")
+        self._watchdog: health.LoopWatchdog | None = None
+        self.paused: set[tuple[str, int]] = set()  # partitions paused for backpressure
+        self._last_probe = float("-inf")
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _error_cb(self) -> Callable[[KafkaError], None]:
+        """librdkafka's error callback (on a client thread) → the readiness, on the loop."""
+        assert self._loop is not None
+        loop, on_error = self._loop, health.kafka_error_callback(self.readiness)
+
+        def error_cb(err: KafkaError) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed while stopping
+                loop.call_soon_threadsafe(on_error, err)
+        return error_cb
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         s = self.settings
+        self._watchdog = health.LoopWatchdog(self.readiness)
+        self._watchdog.start()
         if s.web_port is not None:
             await self._start_web()
         self._producer = Producer({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
                                    "partitioner": "murmur2_random", "enable.idempotence": True,
-                                   "linger.ms": 5})
+                                   "linger.ms": 5, "error_cb": self._error_cb(),
+                                   "reconnect.backoff.max.ms": 1000})
         seeded = await asyncio.to_thread(read_acks, s.bootstrap, self.topics.shopify_acks)
         for key, raw in seeded.items():
             try:
@@ -228,19 +257,26 @@ class Sink:
             "bootstrap.servers": s.bootstrap, "group.id": s.group_id, "client.id": s.client_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+            "reconnect.backoff.max.ms": 1000, "error_cb": self._error_cb(),
         })
-        self._consumer.subscribe([self.topics.shopify_push], on_revoke=self._on_revoke)
+        self._consumer.subscribe([self.topics.shopify_push], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke)
         for w in self.workers.values():
             w.task = asyncio.create_task(self._shop_loop(w), name=f"sink-shop-{w.domain}")
             self._tasks.append(w.task)
         self._tasks.append(asyncio.create_task(self._kafka_loop(), name="sink-kafka"))
         self.ready = True
+        self.readiness.set("started", True)
+        self.readiness.set("kafka", True)  # the acks topic was just read
         log.info("sink started", extra={"fields": {"shops": list(self.workers),
                                                    "seeded_keys": len(seeded)}})
 
     async def stop(self) -> None:
         self._stopping = True
         self.ready = False
+        self.readiness.set("started", False, "stopping")
+        if self._watchdog is not None:
+            await self._watchdog.stop()
         for w in self.workers.values():
             w.wake.set()
         # Shop loops are cancelled mid-call if need be: whatever is in flight stays uncommitted
@@ -266,7 +302,10 @@ class Sink:
     async def _kafka_loop(self) -> None:
         assert self._consumer is not None
         while not self._stopping:
-            msgs = await asyncio.to_thread(self._consumer.consume, 1000, 0.1)
+            # A batch never exceeds the backpressure limit, so a paused partition overshoots
+            # it by one batch at most.
+            batch = max(1, min(1000, self.settings.max_held_records))
+            msgs = await asyncio.to_thread(self._consumer.consume, batch, 0.1)
             now = self.clock()
             touched: set[str] = set()
             for msg in msgs:
@@ -279,8 +318,45 @@ class Sink:
                     touched.add(shop)
             for shop in touched:
                 self.workers[shop].wake.set()
+            self._backpressure()
             if self.clock() - self._last_commit >= self.settings.commit_interval_s:
                 await self._commit()
+            if self.clock() - self._last_probe >= self.settings.kafka_probe_interval_s:
+                self._last_probe = self.clock()
+                await self._probe_kafka()
+
+    async def _probe_kafka(self) -> None:
+        """A cheap metadata request: Kafka is reachable again as soon as it answers."""
+        assert self._producer is not None
+        try:
+            md = await asyncio.to_thread(self._producer.list_topics, self.topics.shopify_push,
+                                         2.0)
+            ok, detail = bool(md.brokers), "no broker in the metadata answer"
+        except Exception as exc:  # KafkaException: timed out, transport
+            ok, detail = False, str(exc)
+        if ok:
+            self.readiness.set("kafka", True)
+        else:
+            self.readiness.set("kafka", False, f"Kafka metadata request failed: {detail}",
+                               grace_s=health.KAFKA_GRACE_S)
+
+    def _backpressure(self) -> None:
+        """Pause partitions holding too many unfinished records; resume them below half."""
+        assert self._consumer is not None
+        held = {tp: part.in_progress for tp, part in self.offsets.partitions.items()}
+        pause, resume = backpressure(held, self.paused, self.settings.max_held_records)
+        if pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in pause])
+            self.paused |= pause
+            log.warning("partitions paused: too many records waiting for Shopify",
+                        extra={"fields": {"partitions": sorted(f"{t}/{p}" for t, p in pause),
+                                          "limit": self.settings.max_held_records}})
+        if resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+            self.paused -= resume
+            log.info("partitions resumed", extra={"fields": {
+                "partitions": sorted(f"{t}/{p}" for t, p in resume)}})
+        PAUSED_PARTITIONS.set(len(self.paused))
 
     def _ingest(self, msg: Any, now: float) -> str | None:
         ref = SourceRef(msg.topic(), msg.partition(), msg.offset())
@@ -337,6 +413,11 @@ class Sink:
             log.warning("commit failed: %s", exc)
             return
         self._committed.update(positions)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A newly assigned partition starts unpaused: forget a pause from an earlier assignment.
+        for p in partitions:
+            self.paused.discard((p.topic, p.partition))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs inside consume() on a worker thread: compute positions on the event loop.
@@ -408,6 +489,14 @@ class Sink:
     # -- shop side ---------------------------------------------------------------------------
 
     async def _shop_loop(self, w: ShopWorker) -> None:
+        self.readiness.set(f"shop:{w.domain}", True)
+        try:
+            await self._shop_rounds(w)
+        finally:
+            if w.halted is not None:
+                self.readiness.set(f"shop:{w.domain}", False, f"halted: {w.halted}")
+
+    async def _shop_rounds(self, w: ShopWorker) -> None:
         while not self._stopping and w.halted is None:
             try:
                 timeout = await self._shop_round(w)
@@ -513,6 +602,11 @@ class Sink:
                      if isinstance(e, dict)} if isinstance(errors, list) else set()
             if report is not None and report.requested:
                 w.read_cost_per_item = max(1.0, report.requested / len(pairs))
+            if res.status in (401, 403):  # the same as on a push: the token, not the data
+                log.error("shop halted: auth", extra={"fields": {
+                    "shop": w.domain, "detail": f"HTTP {res.status} reading levels"}})
+                w.halted = "auth"
+                return
             levels = parse_levels(res.body, len(pairs)) if res.status == 200 else None
             if levels is None or (errors and "THROTTLED" in codes):
                 reason = res.error or ("throttled" if "THROTTLED" in codes else str(res.status))
@@ -591,7 +685,12 @@ class Sink:
                 if isinstance(outcome, Throttled) or reason == "http_429":
                     m.SHOPIFY_THROTTLED.labels(w.domain).inc()
                     self.stats.throttled += 1
-                if isinstance(outcome, Transient):
+                if isinstance(outcome, Transient) and outcome.reason.startswith("transport:"):
+                    # The call may have hung for a whole deadline already: the shop waits at
+                    # most one more deadline before retrying with the same idempotency key.
+                    await asyncio.sleep(min(self.backoff.delay(attempt),
+                                            self.settings.http_timeout_s))
+                elif isinstance(outcome, Transient):
                     await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
                 elif isinstance(outcome, RetrySameKey):
                     await asyncio.sleep(self.backoff.delay(attempt))
@@ -697,24 +796,25 @@ class Sink:
             resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
             return resp
 
-        async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"ok": not self._stopping})
-
-        async def readyz(_: web.Request) -> web.Response:
-            halted = {d: w.halted for d, w in self.workers.items() if w.halted}
-            ok = self.ready and not halted
-            return web.json_response({"ready": ok, "halted": halted}, status=200 if ok else 503)
-
         async def stats(_: web.Request) -> web.Response:
             return web.json_response(self.stats.__dict__)
 
         app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
+        health.add_routes(app, self.readiness)
         app.router.add_get("/stats", stats)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         await web.TCPSite(self._web, self.settings.web_host, self.settings.web_port).start()
+
+
+def backpressure(held: dict[tuple[str, int], int], paused: set[tuple[str, int]], limit: int
+                 ) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """(partitions to pause, partitions to resume) given each partition's unfinished records.
+    Pause at ``limit``, resume below half of it (hysteresis); a partition no longer held (revoked)
+    is not resumed here. Pure."""
+    pause = {tp for tp, n in held.items() if n >= limit and tp not in paused}
+    resume = {tp for tp in paused if tp in held and held[tp] < limit // 2}
+    return pause, resume
 
 
 @contextlib.asynccontextmanager

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from pipeline.observability import metrics as m
 from pipeline.sink.config import ShopConfig
 
 LEVEL_FIELDS = "quantities(names: [\"available\"]) { name quantity }"
@@ -28,10 +30,16 @@ class HttpResult:
 
 
 class ShopClient:
-    """One aiohttp session per shop, so a slow shop's connections never starve another's."""
+    """One aiohttp session per shop, so a slow shop's connections never starve another's.
+
+    Every call has a deadline of ``timeout_s`` from connect to the last byte of the answer (and
+    an asyncio timeout around it, in case a stage escapes aiohttp's own): a call that misses it is
+    answered ``HttpResult(error="timeout")``. ``longest_s`` is the longest call so far."""
 
     def __init__(self, shop: ShopConfig, timeout_s: float) -> None:
         self.shop = shop
+        self.timeout_s = timeout_s
+        self.longest_s = 0.0
         self._token = shop.token()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5.0, timeout_s)),
@@ -46,6 +54,18 @@ class ShopClient:
         await self._session.close()
 
     async def post(self, body: dict[str, Any]) -> HttpResult:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout_s + 0.5):
+                return await self._post(body)
+        except TimeoutError:
+            return HttpResult(0, None, {}, "timeout")
+        finally:
+            took = time.monotonic() - started
+            self.longest_s = max(self.longest_s, took)
+            m.SHOPIFY_REQUEST_SECONDS.labels(self.shop.domain).observe(took)
+
+    async def _post(self, body: dict[str, Any]) -> HttpResult:
         try:
             async with self._session.post(self.shop.graphql_url, data=json.dumps(body)) as resp:
                 text = await resp.text()

@@ -178,3 +178,14 @@ def test_shops_are_independent_and_parking_excludes_keys() -> None:
     assert c.eligible(SHOP, now=10.0) == []
     assert [e.key for e in c.eligible(SHOP, now=30.0)] == [key]
     assert c.oldest_dirty_age(SHOP, now=30.0) == 30.0
+
+
+def test_backpressure_pauses_at_the_limit_and_resumes_below_half() -> None:
+    from pipeline.sink.service import backpressure
+
+    a, b, c = ("push", 0), ("push", 1), ("push", 2)
+    assert backpressure({a: 99, b: 100, c: 0}, set(), 100) == ({b}, set())
+    assert backpressure({a: 99, b: 120}, {b}, 100) == (set(), set())    # still paused
+    assert backpressure({a: 99, b: 50}, {b}, 100) == (set(), set())     # not below half yet
+    assert backpressure({a: 99, b: 49}, {b}, 100) == (set(), {b})
+    assert backpressure({a: 0}, {b}, 100) == (set(), set())             # b was revoked
