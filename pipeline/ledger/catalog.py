@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from pipeline.ledger.identifiers import sku_problem
 from pipeline.ledger.rules import LocationRules, ShopifyMapping
 
 _ITEM_GID = re.compile(r"gid://shopify/InventoryItem/[0-9]+")
-_SKU = re.compile(r"[^\s@|]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ def parse_catalog_lines(
         problem = None
         if not shop.endswith(".myshopify.com"):
             problem = "shop must be a *.myshopify.com domain"
-        elif not _SKU.fullmatch(sku):
-            problem = "sku must be 1-64 characters without whitespace, '@' or '|'"
+        elif sku_issue := sku_problem(sku):
+            problem = sku_issue
         elif not _ITEM_GID.fullmatch(item):
             problem = "inventory_item_id must be gid://shopify/InventoryItem/<id> or a number"
         elif (shop, sku) in seen:

@@ -21,10 +21,22 @@ from referencing import Registry, Resource
 
 from pipeline.ledger.events import EVENT_TYPES, MAX_QUANTITY, Rejection, SourceEvent
 from pipeline.ledger.fastcheck import Check, Unsupported, compile_schema
+from pipeline.ledger.identifiers import location_problem, sku_problem, transaction_id_problem
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 SCHEMA_VERSION_DIR = "v1"
 _DETAIL_MAX = 300
+
+
+# Checked before the schema, so the reason names the field and the code point.
+_IDENTIFIERS = (
+    ("sku", sku_problem),
+    ("transaction_id", transaction_id_problem),
+    ("voided_transaction_id", transaction_id_problem),
+    ("reference", transaction_id_problem),
+    ("location", location_problem),
+    ("to_location", location_problem),
+)
 
 
 def schemas_dir() -> Path:
@@ -145,11 +157,13 @@ def _decode(
     if _is_int(obj.get("quantity")) and obj["quantity"] < 0:
         return Rejection("quantity_out_of_range", "quantity is negative", event_type, mark)
 
-    if not schemas.fast[event_type](obj) and (error := best_match(validator.iter_errors(obj))):
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        return Rejection(
-            "schema_violation", f"{where}: {error.message}"[:_DETAIL_MAX], event_type, mark
-        )
+    for name, problem_of in _IDENTIFIERS:
+        value = obj.get(name)
+        if isinstance(value, str) and (problem := problem_of(value, name)):
+            return Rejection("invalid_identifier", problem[:_DETAIL_MAX], event_type, mark)
+
+    if not schemas.fast[event_type](obj) and (detail := _explain(validator, obj)):
+        return Rejection("schema_violation", detail[:_DETAIL_MAX], event_type, mark)
     # JSON Schema accepts 3.0 as an integer and Python's re lets '$' match before a final newline;
     # the ledger wants exact ints and clean identifiers.
     for name in ("line", "quantity", "delta", "voided_line", "damaged_quantity"):
@@ -177,6 +191,18 @@ def _decode(
         return SourceEvent.from_dict(obj)
     except (ValueError, OverflowError, OSError) as exc:
         return Rejection("invalid_timestamp", str(exc)[:_DETAIL_MAX], event_type, mark)
+
+
+def _explain(validator: Draft202012Validator, obj: dict[str, Any]) -> str | None:
+    """The schema error that names the actual problem. A property failing inside the envelope
+    also makes every property "unevaluated" at the top: that noise is the last resort."""
+    errors = list(validator.iter_errors(obj))
+    real = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+    error = best_match(real)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message}"
 
 
 def _mark(obj: dict[str, Any]) -> str | None:

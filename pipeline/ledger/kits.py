@@ -15,7 +15,6 @@ overriding the branch's ``min_publish_threshold``.
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,10 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pipeline.ledger.identifiers import sku_problem
 from pipeline.ledger.outputs import Output, PublishAvailable, ReportUnmapped
 from pipeline.ledger.rules import LocationRules, ShopifyMapping, publish_value
-
-_SKU = re.compile(r"[^\s@|]{1,64}")
 
 
 class ChannelRulesError(ValueError):
@@ -100,8 +98,8 @@ def parse_channel_rules(data: Mapping[str, Any], *, origin: str = "<kits>") -> C
     for i, entry in enumerate(_tables(data.get("kit", []), "kit", problems)):
         where = f"kit #{i + 1}"
         sku = entry.get("sku")
-        if not isinstance(sku, str) or not _SKU.fullmatch(sku):
-            problems.append(f"{where}: sku must be 1-64 characters without whitespace, '@', '|'")
+        if sku_issue := sku_problem(sku):
+            problems.append(f"{where}: {sku_issue}")
             continue
         where = f"kit {sku}"
         extra = set(entry) - {"sku", "components", "name"}
@@ -113,8 +111,8 @@ def parse_channel_rules(data: Mapping[str, Any], *, origin: str = "<kits>") -> C
         components: list[KitComponent] = []
         for c in _tables(entry.get("components", []), f"{where} components", problems):
             csku, qty = c.get("sku"), c.get("quantity", 1)
-            if not isinstance(csku, str) or not _SKU.fullmatch(csku):
-                problems.append(f"{where}: component sku {csku!r} is not a valid SKU")
+            if csku_issue := sku_problem(csku, "component sku"):
+                problems.append(f"{where}: {csku_issue}")
             elif not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
                 problems.append(f"{where}: quantity of {csku} must be an integer >= 1")
             elif csku == sku:
@@ -140,8 +138,8 @@ def parse_channel_rules(data: Mapping[str, Any], *, origin: str = "<kits>") -> C
         if set(entry) - {"sku", "branch", "min_publish_threshold"}:
             problems.append(f"{where}: unknown keys "
                             f"{sorted(set(entry) - {'sku', 'branch', 'min_publish_threshold'})}")
-        if not isinstance(sku, str) or not _SKU.fullmatch(sku):
-            problems.append(f"{where}: sku must be 1-64 characters without whitespace, '@', '|'")
+        if sku_issue := sku_problem(sku):
+            problems.append(f"{where}: {sku_issue}")
         elif branch is not None and not isinstance(branch, str):
             problems.append(f"{where}: branch must be a branch id")
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:

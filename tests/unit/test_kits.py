@@ -212,7 +212,7 @@ def test_per_branch_threshold_beats_the_every_branch_one() -> None:
               {"sku": "K", "components": [{"sku": "B"}]}]}, "defined twice"),
     ({"kit": [{"sku": "K", "components": [{"sku": "J"}]},
               {"sku": "J", "components": [{"sku": "A"}]}]}, "nesting"),
-    ({"kit": [{"sku": "bad sku", "components": [{"sku": "A"}]}]}, "sku must be"),
+    ({"kit": [{"sku": "bad sku\u200b", "components": [{"sku": "A"}]}]}, "U\\+200B"),
     ({"sku": [{"sku": "A", "min_publish_threshold": -1}]}, ">= 0"),
     ({"sku": [{"sku": "A", "min_publish_threshold": 1, "brnach": "X"}]}, "unknown keys"),
     ({"kits": []}, "unknown top-level"),
