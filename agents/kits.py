@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import Counter
 
 from agents.catalog_follower import CatalogFollower
+from agents.guard import RecordGuard
 from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
 from pipeline.ledger.ats import available_to_sell
@@ -77,8 +78,8 @@ class KitsHandle:
 
 
 def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locations,
-                  catalog: CatalogFollower, reader: InOrderReader, push_topic: faust.TopicT,
-                  unmapped_topic: faust.TopicT) -> KitsHandle:
+                  catalog: CatalogFollower, reader: InOrderReader, guard: RecordGuard,
+                  push_topic: faust.TopicT, unmapped_topic: faust.TopicT) -> KitsHandle:
     """Add the kit-components topic, the ``kits`` table and agent and ``/kits/{kit@branch}/``
     to ``app``. Always registered (every worker of the group has the same topology), even when
     no kits are configured."""
@@ -97,7 +98,7 @@ def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locati
             msg = event.message
             if not await reader.admit(msg):
                 continue
-            await apply_update(msg, event.value)
+            await guard.run("kits", msg, apply_update, msg, event.value)
             reader.done(msg)
 
     async def apply_update(msg: Any, value: Any) -> None:
@@ -105,8 +106,8 @@ def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locati
             update = ComponentUpdate.from_json(value)
             rules = locations.rules(update.branch)
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("bad kit component record at %s/%s: %s", msg.partition,
-                        msg.offset, exc)
+            await guard.send("bad_movement", f"kit component record: {type(exc).__name__}: "
+                             f"{exc}", msg)
             return
         raw = table.get(msg.key)
         state = KitState.from_json(raw) if raw is not None else None

@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from agents.catalog_follower import CatalogFollower
+from agents.guard import RecordGuard
 from agents.kits import register_kits
 from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
@@ -39,6 +40,7 @@ from pipeline.ledger.movements import (
 )
 from pipeline.ledger.outputs import (
     BelowZero,
+    ConflictingDuplicate,
     Duplicate,
     LowStock,
     PublishAvailable,
@@ -51,7 +53,6 @@ from pipeline.ledger.outputs import (
     UnknownHold,
 )
 from pipeline.ledger.position import LedgerPosition
-from pipeline.messages import DeadLetter
 from pipeline.observability import logs
 from pipeline.observability import metrics as m
 
@@ -75,19 +76,15 @@ HOLDS_UNKNOWN = Counter(
     "tally_holds_unknown_total", "Releases, confirmations or receipts naming an unknown hold.",
     ["kind"],
 )
+CONFLICTING_DUPLICATES = Counter(
+    "tally_conflicting_duplicates_total",
+    "Lines sent again with the same source, transaction id and line but other content.",
+    ["source"],
+)
 TRANSFER_SHORTFALL_UNITS = Counter(
     "tally_transfer_shortfall_units_total", "Units still in transit when a transfer was closed."
 )
 EXPIRY_RESEND_S = 30.0  # an expiry sent but not yet applied is sent again after this long
-
-
-def dead_letter(reason: str, detail: str, msg: Any, raw: bytes | None) -> DeadLetter:
-    original, encoding = DeadLetter.encode_original(raw or b"")
-    return DeadLetter(
-        reason=reason, detail=detail, source_topic=msg.topic, source_partition=msg.partition,
-        source_offset=msg.offset, original=original, original_encoding=encoding,
-        service="worker", at=time.time(),
-    )
 
 
 class ConsumerLag:
@@ -218,12 +215,13 @@ def build_app(settings: WorkerSettings) -> faust.App:
     unmapped = raw_topic(topics.unmapped)
     low_stock = raw_topic(topics.low_stock)
     history = raw_topic(topics.history)
+    guard = RecordGuard(dlq)
     positions = app.Table(
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
     )
     kits = register_kits(app, settings, locations=locations, catalog=catalog, reader=reader,
-                         push_topic=push_topic, unmapped_topic=unmapped)
+                         guard=guard, push_topic=push_topic, unmapped_topic=unmapped)
 
     @app.task
     async def follow_catalog() -> None:
@@ -266,7 +264,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
             if not await reader.admit(msg):
                 continue
             lag.processed("intake", msg)
-            await take_in(msg, event.value)
+            await guard.run("intake", msg, take_in, msg, event.value)
             reader.done(msg)
 
     async def take_in(msg: Any, value: Any) -> None:
@@ -282,9 +280,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         )
         if isinstance(result, Rejection):
             m.EVENTS_REJECTED.labels(system, result.code).inc()
-            m.DEAD_LETTERS.labels("worker", result.code).inc()
-            letter = dead_letter(result.code, result.detail, msg, raw)
-            await dlq.send(key=msg.key, value=letter.to_json())
+            await guard.send(result.code, result.detail, msg)
             return
         for movement in to_movements(result):
             movement = movement.with_observed_at(msg.timestamp)
@@ -319,7 +315,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
             if not await reader.admit(msg):
                 continue
             lag.processed("ledger", msg)
-            await apply_movement(msg, event.value)
+            await guard.run("ledger", msg, apply_movement, msg, event.value)
             reader.done(msg)
 
     async def apply_movement(msg: Any, value: Any) -> None:
@@ -327,9 +323,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         try:
             movement = Movement.from_json(value)
         except (ValueError, KeyError, TypeError) as exc:
-            m.DEAD_LETTERS.labels("worker", "bad_movement").inc()
-            await dlq.send(key=msg.key, value=dead_letter(
-                "bad_movement", str(exc), msg, value).to_json())
+            await guard.send("bad_movement", f"{type(exc).__name__}: {exc}", msg)
             return
         started = time.perf_counter()
         key = msg.key
@@ -351,11 +345,11 @@ def build_app(settings: WorkerSettings) -> faust.App:
         # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
         positions[key] = new.to_json()
         m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
-        await handle_outputs(outputs, new, movement, correlation_id)
+        await handle_outputs(msg, outputs, new, movement, correlation_id)
         await kits.after_apply(position, new, rules, outputs)
 
-    async def handle_outputs(outputs: list[Any], position: LedgerPosition, movement: Movement,
-                             correlation_id: str) -> None:
+    async def handle_outputs(msg: Any, outputs: list[Any], position: LedgerPosition,
+                             movement: Movement, correlation_id: str) -> None:
         duplicate = False
         for out in outputs:
             if isinstance(out, PublishAvailable):
@@ -363,6 +357,14 @@ def build_app(settings: WorkerSettings) -> faust.App:
             elif isinstance(out, Duplicate):
                 duplicate = True
                 m.EVENTS_DUPLICATE.labels(movement.source).inc()
+            elif isinstance(out, ConflictingDuplicate):
+                CONFLICTING_DUPLICATES.labels(movement.source).inc()
+                await guard.send("conflicting_duplicate", (
+                    f"{out.mark} was applied with content digest {out.applied_digest}; this "
+                    f"line has {out.digest}: refused, the first stays applied"), msg, extra={
+                        "mark": out.mark, "applied_digest": out.applied_digest,
+                        "digest": out.digest})
+                return
             elif isinstance(out, ReportUnmapped):
                 m.UNMAPPED.inc()
                 await unmapped.send(key=position.key.encode(), value=json.dumps({

@@ -88,6 +88,7 @@ _SERVICES: list[tuple[str, str, str]] = [
     ("demo", "pipeline.demo.runner", "run the whole system with synthetic traffic, then report"),
     ("reconcile", "pipeline.reconcile.cli", "compare Shopify with the ledger; report and repair"),
     ("delta-pull", "pipeline.delta_pull.service", "poll sources without events (watermark)"),
+    ("dlq", "pipeline.operations.dlq", "dead letters: list, show, replay after a fix"),
 ]
 
 

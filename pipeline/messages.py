@@ -6,8 +6,10 @@ share one definition.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
 
 
@@ -69,6 +71,16 @@ class ShopifyAck(_JsonRecord):
     idempotency_key: str = ""
 
 
+# A dead letter is at most this many bytes (key included), under the DLQ topic's message limit
+# (Kafka's default max.message.bytes is 1,048,588; producers refuse requests over 1 MB). A bigger
+# original is cut to ``DEAD_LETTER_PREFIX_BYTES``; its length, SHA-256 and source topic, partition
+# and offset still lead to the whole of it while the source retains it (``tally dlq show``).
+DEAD_LETTER_MAX_BYTES = 900_000
+DEAD_LETTER_PREFIX_BYTES = 64 * 1024
+DEAD_LETTER_MAX_KEY_BYTES = 4096
+_DETAIL_MAX = 2000
+
+
 @dataclass(frozen=True)
 class DeadLetter(_JsonRecord):
     """Something Tally could not use, kept with its reason so nothing is silently dropped."""
@@ -83,12 +95,62 @@ class DeadLetter(_JsonRecord):
     service: str = "worker"
     at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    original_length: int | None = None  # bytes in the original record's value
+    original_sha256: str = ""  # of the whole original value
+    truncated: bool = False  # ``original`` is only its first DEAD_LETTER_PREFIX_BYTES
+
+    @classmethod
+    def of_record(cls, *, reason: str, detail: str, topic: str, partition: int | None,
+                  offset: int | None, value: bytes | None, service: str, at: float,
+                  extra: dict[str, Any] | None = None) -> DeadLetter:
+        """A letter for one record that always fits ``DEAD_LETTER_MAX_BYTES``: the original
+        whole when it fits, else its prefix (``truncated``); never escaped to many times its
+        size (text that JSON would escape heavily is kept as base64)."""
+        raw = bytes(value or b"")
+        letter = cls(
+            reason=reason, detail=detail[:_DETAIL_MAX], source_topic=topic,
+            source_partition=partition, source_offset=offset, original="", service=service,
+            at=at, extra=dict(extra or {}), original_length=len(raw),
+            original_sha256=hashlib.sha256(raw).hexdigest(),
+        )
+        original, encoding = cls.encode_original(raw)
+        whole = replace(letter, original=original, original_encoding=encoding)
+        if len(whole.to_json()) <= DEAD_LETTER_MAX_BYTES - DEAD_LETTER_MAX_KEY_BYTES:
+            return whole
+        original, encoding = cls.encode_original(_prefix(raw, DEAD_LETTER_PREFIX_BYTES))
+        return replace(letter, original=original, original_encoding=encoding, truncated=True)
+
+    def original_bytes(self) -> bytes:
+        """The original value (its prefix when ``truncated``)."""
+        if self.original_encoding == "base64":
+            return base64.b64decode(self.original)
+        return self.original.encode("utf-8", "surrogateescape")
+
+    def to_json(self) -> bytes:
+        # Unescaped UTF-8: \uXXXX escapes would triple the size of non-ASCII text.
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True,
+                          ensure_ascii=False).encode("utf-8", "backslashreplace")
 
     @staticmethod
     def encode_original(raw: bytes) -> tuple[str, str]:
-        import base64
-
+        """(text, "utf-8") for UTF-8 that JSON escapes little; (base64, "base64") otherwise."""
         try:
-            return raw.decode("utf-8"), "utf-8"
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return base64.b64encode(raw).decode("ascii"), "base64"
+        # JSON escapes a quote or backslash in 2 bytes and a control byte in 6; base64 is 4/3.
+        grown = sum(5 if ch < " " else 1 for ch in text if ch < " " or ch in '"\\\\')
+        if grown * 3 > len(raw):
+            return base64.b64encode(raw).decode("ascii"), "base64"
+        return text, "utf-8"
+
+
+def _prefix(raw: bytes, size: int) -> bytes:
+    """``raw[:size]``, shortened by up to 3 bytes so that UTF-8 text is not cut mid-character."""
+    for cut in range(size, max(0, size - 4), -1):
+        try:
+            raw[:cut].decode("utf-8")
+            return raw[:cut]
+        except UnicodeDecodeError:
+            continue
+    return raw[:size]

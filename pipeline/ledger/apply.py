@@ -26,6 +26,7 @@ from pipeline.ledger.movements import (
 from pipeline.ledger.outputs import (
     AlreadyInSnapshot,
     BelowZero,
+    ConflictingDuplicate,
     Duplicate,
     LowStock,
     NotOwner,
@@ -35,7 +36,7 @@ from pipeline.ledger.outputs import (
     SafetyBufferBreach,
     StaleSnapshotIgnored,
 )
-from pipeline.ledger.position import LedgerPosition, Pending
+from pipeline.ledger.position import LedgerPosition, Mark, Pending
 from pipeline.ledger.rules import LocationRules, ShopifyMapping, publish_value
 
 DEFAULT_DEDUPE_RETENTION_S = 7 * 24 * 3600.0
@@ -64,13 +65,19 @@ def apply(
 ) -> tuple[LedgerPosition, list[Output]]:
     """Apply one movement at most once (by its mark). Returns the new position and outputs.
 
-    A duplicate returns the *same* position object (nothing to write) and ``[Duplicate]``.
+    A duplicate returns the *same* position object (nothing to write) and ``[Duplicate]``, or
+    ``[ConflictingDuplicate]`` when the mark was applied with another content digest.
     Raises ValueError only for a movement with an unknown ``op`` (a Tally bug, not bad input).
     """
     m = movement
     pos = position if position is not None else LedgerPosition(m.sku, m.branch)
     marks = pos.marks
-    if m.mark in marks or (m.reverses is not None and REVERSAL_PREFIX + m.reverses in marks):
+    if m.mark in marks:
+        applied_digest = mark_digest(marks[m.mark])
+        if m.digest and applied_digest and m.digest != applied_digest:
+            return pos, [ConflictingDuplicate(m.mark, applied_digest, m.digest)]
+        return pos, [Duplicate(m.mark)]
+    if m.reverses is not None and REVERSAL_PREFIX + m.reverses in marks:
         return pos, [Duplicate(m.mark)]
 
     outputs: list[Output] = []
@@ -187,11 +194,20 @@ def _apply_snapshot(
     )
 
 
+def mark_digest(value: Mark) -> str:
+    """The content digest a mark was applied with ("" for marks recorded without one)."""
+    return value[1] if isinstance(value, list | tuple) else ""
+
+
+def _applied_at(value: Mark) -> int:
+    return value[0] if isinstance(value, list | tuple) else value
+
+
 def _record_marks(marks: Any, m: Movement, ctx: ApplyContext, add: list[str] | None = None,
-                  drop: list[str] | None = None) -> dict[str, int]:
-    out = dict(marks)
+                  drop: list[str] | None = None) -> dict[str, Mark]:
+    out: dict[str, Mark] = dict(marks)
     now = int(ctx.now)
-    out[m.mark] = now
+    out[m.mark] = [now, m.digest] if m.digest else now
     for mark in drop or ():
         out.pop(mark, None)
     for mark in add or ():
@@ -202,7 +218,7 @@ def _record_marks(marks: Any, m: Movement, ctx: ApplyContext, add: list[str] | N
     cutoff = ctx.now - ctx.dedupe_retention_s
     expired = []
     for mark, applied in out.items():
-        if applied >= cutoff:
+        if _applied_at(applied) >= cutoff:
             break
         expired.append(mark)
     for mark in expired:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,6 +116,7 @@ class SourceEvent:
     meta: dict[str, Any] | None = None
     occurred_ts: float = field(default=0.0, compare=False)
     as_of_ts: float | None = field(default=None, compare=False)
+    digest: str = field(default="", compare=False)  # content digest (``content_digest``)
 
     @property
     def mark(self) -> str:
@@ -149,17 +152,59 @@ class SourceEvent:
             **{k: data[k] for k in data if k in _FIELDS},
             occurred_ts=parse_time(data["occurred_at"]),
             as_of_ts=parse_time(as_of) if as_of is not None else None,
+            digest=content_digest(data),
         )
 
 
-_FIELDS = frozenset(SourceEvent.__dataclass_fields__) - {"occurred_ts", "as_of_ts"}
+_FIELDS = frozenset(SourceEvent.__dataclass_fields__) - {"occurred_ts", "as_of_ts", "digest"}
+
+
+def content_digest(data: dict[str, Any]) -> str:
+    """A short digest of what a line says (``meta``, free-form tracing data, left out): a line
+    sent again with the same source, transaction and line but another digest is a conflict."""
+    canonical = json.dumps({k: v for k, v in data.items() if k != "meta"}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+# Every dead-letter reason the worker gives a record of a source topic, with what it means. The
+# table in schemas/README.md is rendered from this (``reason_table``; a test keeps it current).
+REJECTION_REASONS: dict[str, str] = {
+    "empty_record": "the record has no value (a tombstone)",
+    "too_large": "the value is over 64 KiB",
+    "not_utf8": "the value is not UTF-8",
+    "malformed_json": "the value is not JSON (or nests too deeply, or holds NaN/Infinity)",
+    "not_an_object": "the JSON is not an object",
+    "unknown_type": "`type` names no event type of this contract version",
+    "source_mismatch": "`source` (or the type's system) does not own the topic",
+    "invalid_identifier": "a SKU, location or transaction id breaks the identifier rule",
+    "schema_violation": "the event does not match its type's schema (the detail names where)",
+    "quantity_out_of_range": "a quantity is negative or over 1,000,000",
+    "quantity_mismatch": "`erp.adjustment`: `quantity` is not the absolute `delta`",
+    "unknown_location": "`location` or `to_location` is not a configured branch",
+    "invalid_timestamp": "a time does not parse or has no offset",
+    "conflicting_duplicate": "same source, transaction id and line as an applied line, other "
+                             "content; the first stays applied (the letter has both digests)",
+    "internal_error": "Tally failed on this record (a bug: the detail has the exception type "
+                      "and a traceback digest); the partition went on",
+    "bad_movement": "an internal movement record Tally could not read (a bug or a foreign "
+                    "producer on `tally.movements.v1`)",
+}
+
+
+def reason_table() -> str:
+    """The Markdown table of ``REJECTION_REASONS`` (as in schemas/README.md)."""
+    rows = ["| reason | meaning |", "|---|---|"]
+    rows += [f"| `{code}` | {meaning} |" for code, meaning in REJECTION_REASONS.items()]
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an upstream record cannot be used. ``code`` is the dead-letter ``reason``."""
+    """Why an upstream record cannot be used. ``code`` (a ``REJECTION_REASONS`` key) is the
+    dead-letter ``reason``."""
 
-    code: str  # malformed_json | not_utf8 | not_an_object | too_large | schema_violation | …
+    code: str
     detail: str
     event_type: str | None = None
     mark: str | None = None

@@ -9,7 +9,6 @@ stay pending until a snapshot covers them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline.ledger.movements import (
@@ -131,7 +130,7 @@ def apply_hold(
 def _order_in(pos: LedgerPosition, r: HoldResult, ref: str, q: int, payment: str | None,
               now: float, *, routed: bool) -> None:
     key = hold_key("order", ref)
-    marks: Mapping[str, int] = pos.marks
+    marks = pos.marks
     if key in r.holds:
         return  # already held here (redelivery under another mark, or routed to where it is)
     if END_PREFIX + key in marks:

@@ -97,7 +97,8 @@ def ledger_key(sku: str, branch: str) -> str:
 
 
 def split_key(key: str) -> tuple[str, str]:
-    """``ledger_key`` inverse: (sku, branch). SKUs never contain '@' (schema)."""
+    """``ledger_key`` inverse: (sku, branch). A SKU may hold '@'; a branch id never does
+    (``pipeline.ledger.identifiers``), so the key splits at its last '@'."""
     sku, _, branch = key.rpartition("@")
     return sku, branch
 
@@ -128,6 +129,7 @@ class Movement:
     expires_at: float | None = None  # op hold: reservation expiry (epoch seconds)
     leg: str = ""  # op hold: "from" | "to" for two-branch types
     args: tuple[tuple[str, Any], ...] = ()  # op hold: type-specific values (payment, damaged, ...)
+    digest: str = ""  # the source line's content digest: tells a conflicting duplicate apart
 
     def arg(self, name: str, default: Any = None) -> Any:
         return dict(self.args).get(name, default)
@@ -164,6 +166,8 @@ class Movement:
             out["leg"] = self.leg
         if self.args:
             out["args"] = dict(self.args)
+        if self.digest:
+            out["d"] = self.digest
         return out
 
     def to_json(self) -> bytes:
@@ -189,6 +193,7 @@ class Movement:
             expires_at=d.get("expires_at"),
             leg=d.get("leg", ""),
             args=tuple(sorted(d.get("args", {}).items())),
+            digest=d.get("d", ""),
         )
 
     @classmethod
@@ -204,6 +209,7 @@ def to_movements(event: SourceEvent) -> list[Movement]:
         "source": event.source,
         "type": event.type,
         "occurred_at": event.occurred_ts,
+        "digest": event.digest,
     }
     t = event.type
     if t in SNAPSHOT_TYPES:

@@ -56,6 +56,16 @@ class Duplicate:
 
 
 @dataclass(frozen=True, slots=True)
+class ConflictingDuplicate:
+    """The mark was applied with other content (``applied_digest``); this line
+    (``digest``) is refused and the first stays applied. Position unchanged."""
+
+    mark: str
+    applied_digest: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class StaleSnapshotIgnored:
     """A snapshot older than the last applied one from the same source."""
 
@@ -181,6 +191,7 @@ Output = (
     PublishAvailable
     | ReportUnmapped
     | Duplicate
+    | ConflictingDuplicate
     | StaleSnapshotIgnored
     | NotOwner
     | AlreadyInSnapshot

@@ -16,6 +16,11 @@ _COMPONENT_OF = {v: k for k, v in _CODE.items()}
 FORMAT_VERSION = 1
 
 
+# A dedupe mark's value: the epoch second it was applied, with the line's content digest when it
+# came from a source line ([applied_at, digest]); a bare int for internal marks and older records.
+Mark = int | list[Any]
+
+
 class Hold(NamedTuple):
     """One tracked hold at this position, keyed ``<kind letter>:<ref>`` in ``holds``.
 
@@ -44,8 +49,8 @@ class LedgerPosition:
 
     ``on_hand`` and ``pending_sales`` already include the ``pending`` entries (materialized so
     ATS is O(1)); a snapshot recomputes them from its count plus the entries it does not cover.
-    ``marks`` (dedupe mark → applied epoch second, oldest first) live in the same record so the
-    dedupe and the change are one table write.
+    ``marks`` (dedupe mark → applied epoch second and content digest, oldest first) live in the
+    same record so the dedupe and the change are one table write.
     """
 
     sku: str
@@ -65,7 +70,7 @@ class LedgerPosition:
     snapshot_as_of: Mapping[str, float] = field(default_factory=dict)  # source → last applied as_of
     last_applied: Mapping[str, float] = field(default_factory=dict)  # source → when (ctx.now)
     version: int = 0
-    marks: Mapping[str, int] = field(default_factory=dict)
+    marks: Mapping[str, Mark] = field(default_factory=dict)
     last_published_ats: int | None = None
     unpublished_since: float | None = None
     unmapped_reported_at: float | None = None

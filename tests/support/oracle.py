@@ -11,6 +11,7 @@ from pipeline.ledger.decode import decode_event, load_schemas
 from pipeline.ledger.events import Rejection
 from pipeline.ledger.locations import Locations
 from pipeline.ledger.movements import to_movements
+from pipeline.ledger.outputs import ConflictingDuplicate
 from pipeline.ledger.position import LedgerPosition
 
 
@@ -20,6 +21,7 @@ class Oracle:
     catalog: Catalog = field(default_factory=Catalog)
     positions: dict[str, LedgerPosition] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
+    conflicts: list[ConflictingDuplicate] = field(default_factory=list)
 
     def feed(self, records: Iterable[tuple[str, bytes]], now: float = 1_800_000_000.0) -> None:
         schemas = load_schemas()
@@ -33,9 +35,10 @@ class Oracle:
                 rules = self.locations.rules(movement.branch)
                 ctx = ApplyContext(now=now, rules=rules,
                                    mapping=self.catalog.mapping_for(rules, movement.sku))
-                self.positions[movement.key], _ = apply(
+                self.positions[movement.key], outputs = apply(
                     self.positions.get(movement.key), movement, ctx
                 )
+                self.conflicts += [o for o in outputs if isinstance(o, ConflictingDuplicate)]
 
 
 def comparable(position: LedgerPosition) -> dict:
