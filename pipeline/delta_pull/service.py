@@ -6,14 +6,22 @@ record is an ordinary v1 event (``schemas/``); ``recorded_at`` (when the source 
 watermark's clock; ``occurred_at`` if absent) is used for the window and removed before publishing.
 Events go to the source's ordinary topic; the watermark advances only after Kafka acknowledged
 every one of them (see ``core``). ``refresh`` turns a legacy on-hand export into snapshots.
+
+``poll`` keeps going through failures: a window that cannot be fetched or published is tried
+again after a backoff (2, 4, 8 … s, at most 60 s or the interval), with a fresh producer each
+time, so a broker or source outage heals by itself. With ``--web-port`` it serves ``/readyz``
+(conditions ``kafka`` and ``last_poll``), ``/healthz`` and ``/metrics``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import csv
 import datetime as dt
 import json
+import logging
 import os
 import time
 import urllib.parse
@@ -26,7 +34,10 @@ from typing import Any, Protocol
 from confluent_kafka import Producer
 
 from pipeline.delta_pull.core import Window, advance, next_window
+from pipeline.observability import health
 from pipeline.topics import Topics
+
+log = logging.getLogger("tally.delta_pull")
 
 INT_FIELDS = {"line", "quantity", "delta", "voided_line"}
 
@@ -121,7 +132,8 @@ def publish_events(bootstrap: str, topics: Topics, events: Iterable[dict[str, An
     """Produce events to their source topics and wait for every acknowledgment."""
     by_system = topics.sources()
     p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                  "enable.idempotence": True, "linger.ms": 10})
+                  "enable.idempotence": True, "linger.ms": 10, "message.timeout.ms": 60000,
+                  "logger": log})
     failures: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -137,8 +149,13 @@ def publish_events(bootstrap: str, topics: Topics, events: Iterable[dict[str, An
         n += 1
         if on_record is not None:
             on_record(n)  # fault injection in tests: a crash mid-window
-    if p.flush(60) or failures:
-        raise RuntimeError(f"{len(failures)} events not acknowledged: {failures[:3]}")
+    remaining = p.flush(60)
+    if remaining or failures:
+        with contextlib.suppress(Exception):
+            p.purge()  # nothing of a failed window may arrive later: it is re-read whole
+            p.flush(0)
+        raise RuntimeError(f"{len(failures) + remaining} events not acknowledged: "
+                           f"{(failures or ['timed out'])[:3]}")
     return n
 
 
@@ -192,6 +209,71 @@ def legacy_snapshots(rows: Iterable[dict[str, str]], as_of: str, system: str = "
     return events
 
 
+async def run_poller(poller: Poller, interval_s: float, readiness: health.Readiness, *,
+                     once: bool = False, retry_cap_s: float = 60.0,
+                     report: Callable[[str], None] = print) -> None:
+    """Poll every ``interval_s``; a failed window is retried after a backoff (never a crash)."""
+    failures = 0
+    while True:
+        try:
+            window, n = await asyncio.to_thread(poller.poll_once)
+        except Exception as exc:  # source unreachable, Kafka not acknowledging, bad data
+            failures += 1
+            readiness.set("last_poll", False, f"{failures} polls failed in a row, last: "
+                          f"{exc}"[:300])
+            log.warning("poll failed", extra={"fields": {"failures": failures,
+                                                         "error": str(exc)[:300]}})
+            if once:
+                raise
+            await asyncio.sleep(min(interval_s, retry_cap_s, 2.0 ** failures))
+            continue
+        failures = 0
+        readiness.set("last_poll", True)
+        if window is not None:
+            report(f"window {iso(window.since)} .. {iso(window.until)}: {n} events")
+        if once:
+            return
+        await asyncio.sleep(interval_s)
+
+
+async def _serve_poller(poller: Poller, interval_s: float, once: bool,
+                        web_port: int | None) -> None:
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    readiness = health.Readiness("delta-pull")
+    readiness.set("last_poll", False, "no poll finished yet")
+    tasks: list[asyncio.Task[None]] = []
+    runner = None
+    watchdog = health.LoopWatchdog(readiness)
+    if web_port is not None:
+        app = web.Application()
+        health.add_routes(app, readiness)
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, os.environ.get("TALLY_DELTA_PULL_WEB_HOST", "127.0.0.1"),
+                          web_port).start()
+        readiness.set("kafka", False, "no Kafka metadata answer yet")
+        tasks.append(asyncio.create_task(health.probe_kafka(readiness, poller.bootstrap)))
+        watchdog.start()
+    try:
+        await run_poller(poller, interval_s, readiness, once=once,
+                         report=lambda line: print(line, flush=True))
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await watchdog.stop()
+        if runner is not None:
+            await runner.cleanup()
+
+
 def _bootstrap() -> str:
     return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
         "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -216,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.get("TALLY_DELTA_PULL_INTERVAL_SECONDS", "900")))
     poll.add_argument("--since", help="initial watermark (RFC 3339) when none is stored")
     poll.add_argument("--once", action="store_true")
+    web_port = os.environ.get("TALLY_DELTA_PULL_WEB_PORT")
+    poll.add_argument("--web-port", type=int, default=int(web_port) if web_port else None,
+                      help="serve /readyz, /healthz and /metrics on this port")
     ref = sub.add_parser("refresh", help="import a legacy on-hand export as snapshots")
     ref.add_argument("file")
     ref.add_argument("--as-of", required=True, help="RFC 3339 time the export counts up to")
@@ -233,10 +318,5 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            ".json"), bootstrap, args.system, topics,
                     overlap_s=args.overlap, settle_s=args.settle,
                     initial_s=parse_time(args.since) if args.since else 0.0)
-    while True:
-        window, n = poller.poll_once()
-        if window is not None:
-            print(f"window {iso(window.since)} .. {iso(window.until)}: {n} events", flush=True)
-        if args.once:
-            return 0
-        time.sleep(args.interval)
+    asyncio.run(_serve_poller(poller, args.interval, args.once, args.web_port))
+    return 0

@@ -183,6 +183,30 @@ def kafka_reachable(readiness: Readiness, name: str = "kafka") -> None:
     readiness.set(name, True)
 
 
+async def probe_kafka(readiness: Readiness, bootstrap: str, *, interval_s: float = 2.0,
+                      name: str = "kafka", grace_s: float = KAFKA_GRACE_S) -> None:
+    """Forever: a cheap metadata request every ``interval_s`` (on a thread) sets ``name``.
+    For services without a long-lived Kafka client of their own (reconcile, delta-pull)."""
+    import logging
+
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "reconnect.backoff.max.ms": 1000,
+                         "logger": logging.getLogger("tally.kafka")})
+    while True:
+        try:
+            md = await asyncio.to_thread(admin.list_topics, timeout=2.0)
+            ok, detail = bool(md.brokers), "no broker in the metadata answer"
+        except Exception as exc:  # KafkaException: transport, timed out
+            ok, detail = False, str(exc)
+        if ok:
+            readiness.set(name, True)
+        else:
+            readiness.set(name, False, f"Kafka metadata request failed: {detail}",
+                          grace_s=grace_s)
+        await asyncio.sleep(interval_s)
+
+
 # -- Prometheus ---------------------------------------------------------------------------------
 
 _LIVE: weakref.WeakSet[Readiness] = weakref.WeakSet()

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.observability import logs
+from pipeline.observability import health, logs
 from pipeline.reconcile.service import (
     ReconcileSettings,
     _print_progress,
@@ -46,6 +46,10 @@ class Scheduler:
         self.settings, self.at = settings, at
         self.locks: dict[str, asyncio.Lock] = {s.domain: asyncio.Lock() for s in settings.shops}
         self.last: dict[str, dict[str, Any]] = {}
+        self.readiness = health.Readiness("reconcile")
+        self.readiness.set("shops", bool(self.locks), "no shops configured")
+        self.readiness.set("kafka", False, "no Kafka metadata answer yet")
+        self.retry_delays_s: tuple[float, ...] = (60, 120, 240, 480, 960, 1920)
 
     async def run(self, shop: str, fix: bool, threshold: int) -> dict[str, Any]:
         lock = self.locks[shop]
@@ -61,11 +65,21 @@ class Scheduler:
             wall = dt.datetime.now(dt.UTC).timestamp()
             await asyncio.sleep(max(1.0, next_run(wall, self.at) - wall))
             for shop in self.locks:
-                try:
-                    await self.run(shop, fix, threshold)
-                except Exception:
-                    log.exception("scheduled reconciliation failed",
-                                  extra={"fields": {"shop": shop}})
+                await self.run_with_retries(shop, fix, threshold)
+
+    async def run_with_retries(self, shop: str, fix: bool, threshold: int) -> bool:
+        """A scheduled run, tried again after each delay of ``retry_delays_s`` when it fails
+        (e.g. Kafka or Shopify away at the scheduled time), instead of waiting a day."""
+        for delay in (*self.retry_delays_s, None):
+            try:
+                await self.run(shop, fix, threshold)
+                return True
+            except Exception:
+                log.exception("scheduled reconciliation failed", extra={"fields": {
+                    "shop": shop, "retry_in_s": delay}})
+            if delay is not None:
+                await asyncio.sleep(delay)
+        return False
 
 
 def build_web(scheduler: Scheduler) -> web.Application:
@@ -91,20 +105,11 @@ def build_web(scheduler: Scheduler) -> web.Application:
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        # Ready when every configured shop can be reconciled (the schedule runs per shop).
-        ready = bool(scheduler.locks)
-        return web.json_response({"ready": ready, "shops": sorted(scheduler.locks)},
-                                 status=200 if ready else 503)
-
     app.router.add_post("/reconcile/{shop}", trigger)
     app.router.add_get("/reconcile/{shop}", last)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    # Ready: shops configured, Kafka answering (a run reads the changelog and writes fixes).
+    health.add_routes(app, scheduler.readiness)
     return app
 
 
@@ -119,11 +124,18 @@ async def _serve(settings: ReconcileSettings, at: str, port: int, fix: bool,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(scheduler.nightly(fix, threshold))
+    watchdog = health.LoopWatchdog(scheduler.readiness)
+    watchdog.start()
+    tasks = [asyncio.create_task(scheduler.nightly(fix, threshold)),
+             asyncio.create_task(health.probe_kafka(scheduler.readiness,
+                                                    settings.bootstrap, interval_s=5.0))]
     await stop.wait()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await watchdog.stop()
     await runner.cleanup()
 
 
