@@ -1,11 +1,12 @@
 """No record stops a partition: every per-record step of the worker's agents runs here.
 
-A step that fails for a reason that passes (the broker away, a send timing out) is retried with
-backoff until it succeeds: such records are never dead-lettered. Any other exception dead-letters
-that one record as ``internal_error`` (exception type, a digest of the traceback's frames, where
-it was raised) and the partition goes on; ``tally_internal_errors_total`` counts them and an alert
-fires on it. Dead letters are bounded (``DeadLetter.of_record``), so sending one cannot fail for
-its size.
+A step that fails for a reason that is not the record's (the broker away, a send timing out, a
+changelog topic whose metadata is not known yet) is retried with backoff until it succeeds: such
+records are never dead-lettered, and ``tally_record_retries_total`` shows the wait. Any other
+exception dead-letters that one record as ``internal_error`` (exception type, a digest of the
+traceback's frames, where it was raised) and the partition goes on;
+``tally_internal_errors_total`` counts them and an alert fires on it. Dead letters are bounded
+(``DeadLetter.of_record``), so sending one cannot fail for its size.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from faust.exceptions import FaustError
 from prometheus_client import Counter
 
 from pipeline.messages import DEAD_LETTER_MAX_KEY_BYTES, DeadLetter
@@ -41,13 +43,13 @@ BACKOFF_MAX_S = 10.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures that pass by themselves: retry, never dead-letter."""
-    if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False)) or type(exc).__name__ in {
-            "KafkaTimeoutError", "KafkaConnectionError", "NodeNotReadyError",
-            "RequestTimedOutError", "NotLeaderForPartitionError", "ProducerClosed",
-        }
-    return isinstance(exc, TimeoutError | ConnectionError)
+    """True for failures that are not the record's fault: retry, never dead-letter. Errors of
+    Kafka clients and of faust (a changelog whose metadata is not known yet, a send timing
+    out) pass, or need an operator; dead-lettering the record would lose a valid event. An
+    output too large for Kafka is the record's own (retrying cannot help)."""
+    if isinstance(exc, MessageSizeTooLargeError):
+        return False
+    return isinstance(exc, KafkaError | FaustError | TimeoutError | ConnectionError)
 
 
 def traceback_digest(exc: BaseException) -> tuple[str, str]:

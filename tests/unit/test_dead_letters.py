@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from faust.exceptions import PartitionsMismatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,6 +193,7 @@ def test_a_bug_dead_letters_one_record_as_internal_error() -> None:
 
 def test_transient_is_told_from_permanent() -> None:
     assert is_transient(KafkaTimeoutError()) and is_transient(TimeoutError())
+    assert is_transient(PartitionsMismatch("changelog has 0 partitions"))  # metadata not known
     assert not is_transient(MessageSizeTooLargeError()) and not is_transient(ValueError())
 
 
