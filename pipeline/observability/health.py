@@ -215,12 +215,17 @@ _LIVE: weakref.WeakSet[Readiness] = weakref.WeakSet()
 class _Collector:
     """Exports the conditions of every live Readiness at scrape time (grace applied then)."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         cond = GaugeMetricFamily("tally_readiness_condition_ok",
                                  "1 while a readiness condition holds, 0 while it fails.",
                                  labels=["service", "condition"])
         ready = GaugeMetricFamily("tally_ready", "1 while the service reports ready (/readyz).",
                                   labels=["service"])
+        return cond, ready
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cond, ready = self._families()
         for r in list(_LIVE):
             for name, ok in r.conditions():
                 cond.add_metric([r.service, name], 1.0 if ok else 0.0)
@@ -229,7 +234,7 @@ class _Collector:
         yield ready
 
     def describe(self) -> list[GaugeMetricFamily]:
-        return []
+        return list(self._families())  # registers the names (duplicates are refused)
 
 
 REGISTRY.register(_Collector())  # type: ignore[arg-type]
