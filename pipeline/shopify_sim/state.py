@@ -131,8 +131,8 @@ class Shop:
     def name(self) -> str:
         return self.domain.split(".", 1)[0]
 
-    def add_location(self, name: str) -> Location:
-        loc = Location(next_id(), name)
+    def add_location(self, name: str, location_id: int | None = None) -> Location:
+        loc = Location(location_id or next_id(), name)
         self.locations[loc.id] = loc
         return loc
 
@@ -186,7 +186,7 @@ def load_seed(data: dict[str, Any] | str | Path, default_plan: str = "standard")
     """Shops from a seed document (a dict, JSON text or a file path).
 
     Shape: ``{"shops": [{"domain", "plan"?, "access_token"?, "webhook_secret"?,
-    "locations": ["Name", ...], "items": [{"sku", "title"?, "mutable"?,
+    "locations": ["Name" or {"name", "id"}, ...], "items": [{"sku", "title"?, "mutable"?,
     "levels": {"<location name>": {"available": 3, "committed": 1, ...}}}]}]}``
     """
     if isinstance(data, Path) or (isinstance(data, str) and not data.lstrip().startswith("{")):
@@ -200,8 +200,12 @@ def load_seed(data: dict[str, Any] | str | Path, default_plan: str = "standard")
             spec["domain"], spec.get("plan", default_plan),
             spec.get("access_token"), spec.get("webhook_secret"),
         )
-        for name in spec.get("locations", []):
-            shop.add_location(name)
+        for loc_spec in spec.get("locations", []):
+            # A fixed id ({"name", "id"}) lets a locations file name the location beforehand.
+            if isinstance(loc_spec, dict):
+                shop.add_location(loc_spec["name"], int(loc_spec["id"]))
+            else:
+                shop.add_location(loc_spec)
         for item_spec in spec.get("items", []):
             item = shop.add_sku(item_spec["sku"], item_spec.get("title"))
             item.mutable = item_spec.get("mutable", True)
