@@ -46,6 +46,12 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
+# Chaos (also in `make test`): the broker stopped and started under traffic, webhooks and sink as
+# processes; prints its seed (replay with TALLY_CHAOS_SEED=<seed> make chaos) and what it measured.
+.PHONY: chaos
+chaos: setup
+	$(BIN)/pytest tests/chaos -s -p no:cacheprovider $(PYTEST_ARGS)
+
 # The kill -9 test again and again (it is also in `make test`): SOAK_RUNS times, stop at a failure.
 SOAK_RUNS ?= 5
 soak: setup

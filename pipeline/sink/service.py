@@ -240,7 +240,7 @@ class Sink:
                                    "partitioner": "murmur2_random", "enable.idempotence": True,
                                    "linger.ms": 5, "error_cb": self._error_cb(),
                                    "reconnect.backoff.max.ms": 1000})
-        seeded = await asyncio.to_thread(read_acks, s.bootstrap, self.topics.shopify_acks)
+        seeded = await self._read_acks_until_read()
         for key, raw in seeded.items():
             try:
                 _, state = parse_ack_record(raw)
@@ -270,6 +270,22 @@ class Sink:
         self.readiness.set("kafka", True)  # the acks topic was just read
         log.info("sink started", extra={"fields": {"shops": list(self.workers),
                                                    "seeded_keys": len(seeded)}})
+
+    async def _read_acks_until_read(self) -> dict[str, bytes]:
+        """The acks topic read to its end, tried again (backoff up to 5 s) while Kafka cannot
+        answer: a sink started during a broker outage waits, not ready, instead of exiting."""
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(read_acks, self.settings.bootstrap,
+                                               self.topics.shopify_acks)
+            except Exception as exc:  # KafkaException (broker away, leader moving), timeout
+                self.readiness.set("started", False,
+                                   f"starting: acks topic not readable yet: {exc}"[:300])
+                log.warning("acks topic not readable yet; retrying",
+                            extra={"fields": {"error": str(exc)[:300], "retry_in_s": delay}})
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -27,9 +27,10 @@ class OutageBroker:
     def bootstrap(self) -> str:
         return self.broker.bootstrap
 
-    def stop(self) -> float:
-        """Stop the broker (SIGTERM, as an orchestrator would); returns when it stopped."""
-        self.broker.down()
+    def stop(self, grace_s: float = 5.0) -> float:
+        """Stop the broker as an orchestrator would (SIGTERM, SIGKILL after ``grace_s``);
+        returns when it is gone."""
+        self.broker.down(timeout=grace_s)
         return time.monotonic()
 
     def start(self) -> float:
