@@ -197,10 +197,12 @@ class KafkaPublisher:
     async def check(self) -> bool:
         """Ask the broker for metadata (about 2 s at most); rebuild a dirty producer when due.
         Reports ``kafka`` reachability; returns whether the broker answered."""
-        try:
-            client = await self._current()
-        except PublishFailed:
-            return False  # backing off: the next check tries again
+        client = self._client  # a dirty producer can still ask for metadata
+        if client is None or (self._dirty is not None and self.clock() >= self._next_build):
+            try:
+                client = await self._current()
+            except PublishFailed:
+                return False  # backing off: the next check tries again
         try:
             md = await asyncio.to_thread(client.producer.list_topics, self.probe_topic, 2.0)
             answered = bool(md.brokers)
@@ -211,6 +213,11 @@ class KafkaPublisher:
             detail = "no broker in the metadata answer"
         if answered:
             self.readiness.set("kafka", True)
+            if self._dirty is not None:  # the broker is back: rebuild now, not after the backoff
+                self._next_build = self.clock()
+                self._delay = self.backoff_s
+                with contextlib.suppress(PublishFailed):
+                    await self._current()
         else:
             self.readiness.set("kafka", False, f"Kafka metadata request failed: {detail}",
                                grace_s=KAFKA_GRACE_S)

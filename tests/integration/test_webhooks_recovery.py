@@ -14,19 +14,24 @@ import asyncio
 import json
 import os
 import random
-import time
 from pathlib import Path
 
 import aiohttp
 from confluent_kafka import Producer
 
-from pipeline.shopify_sim.webhooks import sign
 from pipeline.topics import Topics
 from pipeline.webhooks.config import ShopWebhooks, WebhookSettings
 from pipeline.webhooks.service import run_webhooks
 from tests.support.fixtures import SHOP, write_locations
 from tests.support.kafka import consume_all, create_topics, unique
 from tests.support.outage import OutageBroker, outage_broker  # noqa: F401 (fixture)
+from tests.support.webhooks import (
+    Deliveries,
+    Sampler,
+    order_body,
+    wait_status,
+    webhook_headers,
+)
 
 SECRET = "whsec-recovery-" + unique("s")
 
@@ -45,29 +50,11 @@ def _settings(tmp_path: Path, bootstrap: str, topics: Topics) -> WebhookSettings
 
 
 def _order(oid: int, lines: list[dict] | None = None) -> bytes:
-    return json.dumps({"id": oid, "name": f"#{oid}", "created_at": "2026-03-10T10:00:00Z",
-                       "gateway": "bogus", "line_items": lines or [
-                           {"id": oid + 1, "sku": "SKU-HOOK", "quantity": 1}]}).encode()
+    return order_body(oid, lines)
 
 
 def _headers(body: bytes, event_id: str) -> dict[str, str]:
-    return {"X-Shopify-Topic": "orders/create", "X-Shopify-Shop-Domain": SHOP,
-            "X-Shopify-Hmac-Sha256": sign(SECRET, body), "X-Shopify-Event-Id": event_id,
-            "Content-Type": "application/json"}
-
-
-async def _wait_status(http: aiohttp.ClientSession, url: str, status: int, timeout: float
-                       ) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            async with http.get(url) as r:
-                if r.status == status:
-                    return time.monotonic() - started
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} not {status} after {timeout} s")
+    return webhook_headers(SECRET, SHOP, body, event_id)
 
 
 async def test_racing_duplicates_and_sku_less_lines(kafka_bootstrap: str, tmp_path: Path
@@ -87,7 +74,7 @@ async def test_racing_duplicates_and_sku_less_lines(kafka_bootstrap: str, tmp_pa
     assert p.flush(10) == 0
     async with run_webhooks(_settings(tmp_path, kafka_bootstrap, topics)) as url, \
             aiohttp.ClientSession() as http:
-        await _wait_status(http, f"{url}/readyz", 200, 30)  # catalog read, Kafka answered
+        await wait_status(http, f"{url}/readyz", 200, 30)  # catalog read, Kafka answered
 
         # Four simultaneous deliveries of one event: one publishes, three are duplicates.
         body = _order(3000)
@@ -133,79 +120,44 @@ async def test_racing_duplicates_and_sku_less_lines(kafka_bootstrap: str, tmp_pa
 async def test_broker_outage_heals_without_hands(outage_broker: OutageBroker,  # noqa: F811
                                                  tmp_path: Path) -> None:
     seed = int(os.environ.get("TALLY_CHAOS_SEED") or random.randrange(1 << 30))
-    rng = random.Random(seed)
-    outage_s = rng.uniform(12, 20)
+    outage_s = random.Random(seed).uniform(12, 20)
     print(f"\nwebhooks outage test: seed {seed}, outage {outage_s:.1f} s")
     bootstrap = outage_broker.bootstrap
     topics = _topics()
     create_topics(bootstrap, [topics.shopify_orders, topics.dead_letter, topics.catalog,
                               topics.shopify_levels])
-    accepted: dict[int, float] = {}  # order id -> when answered 200
-    refused = 0
-    samples: list[tuple[float, str, int, dict]] = []
     async with run_webhooks(_settings(tmp_path, bootstrap, topics)) as url, \
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6)) as http:
-        await _wait_status(http, f"{url}/readyz", 200, 30)
-        stop_sending = asyncio.Event()
-
-        async def deliver(oid: int) -> None:  # Shopify: retry until a 200
-            nonlocal refused
-            body = _order(oid)
-            while True:
-                try:
-                    async with http.post(f"{url}/webhooks", data=body,
-                                         headers=_headers(body, f"ev-{oid}")) as r:
-                        if r.status == 200:
-                            accepted[oid] = time.monotonic()
-                            return
-                        assert r.status == 503, await r.text()
-                        refused += 1
-                except (aiohttp.ClientError, TimeoutError):
-                    refused += 1
-                await asyncio.sleep(0.5)
-
-        async def traffic() -> list[asyncio.Task[None]]:
-            tasks, oid = [], 10_000
-            while not stop_sending.is_set():
-                tasks.append(asyncio.create_task(deliver(oid)))
-                oid += 10
-                await asyncio.sleep(0.1)
-            return tasks
-
-        async def probe() -> None:
-            while not stop_sending.is_set():
-                for path in ("/readyz", "/healthz"):
-                    async with http.get(url + path) as r:
-                        samples.append((time.monotonic(), path, r.status, await r.json()))
-                await asyncio.sleep(0.25)
-
-        sender = asyncio.create_task(traffic())
-        prober = asyncio.create_task(probe())
+        await wait_status(http, f"{url}/readyz", 200, 30)
+        shopify = Deliveries(http, f"{url}/webhooks", SECRET, SHOP)
+        sampler = Sampler(http, url)
+        sender = asyncio.create_task(shopify.run())
+        prober = asyncio.create_task(sampler.run(shopify.stop))
         await asyncio.sleep(2)
         down_at = await asyncio.to_thread(outage_broker.stop)
         await asyncio.sleep(outage_s)
         back_at = await asyncio.to_thread(outage_broker.start)
-        ready_after = await _wait_status(http, f"{url}/readyz", 200, 30)
+        ready_after = await wait_status(http, f"{url}/readyz", 200, 30)
         await asyncio.sleep(3)
-        stop_sending.set()
-        deliveries = await sender
+        shopify.stop.set()
+        await sender
         await prober
-        await asyncio.wait_for(asyncio.gather(*deliveries), 60)
+        await shopify.finish(60)
 
-    sent = sorted(accepted)
+    accepted = shopify.accepted
     first_accept = min((t for t in accepted.values() if t >= back_at), default=None)
-    during = [(s, b) for t, p, s, b in samples if p == "/readyz" and down_at + 6 < t < back_at]
-    health_during = {s for t, p, s, _ in samples if p == "/healthz" and down_at < t < back_at}
-    published = consume_all(bootstrap, topics.shopify_orders, expect=len(sent), timeout=60)
+    during = sampler.between("/readyz", down_at + 6, back_at)
+    health_during = {s for s, _ in sampler.between("/healthz", down_at, back_at)}
+    published = consume_all(bootstrap, topics.shopify_orders, expect=len(accepted), timeout=60)
     orders = [json.loads(m.value())["transaction_id"] for m in published]
-    lost = {f"order-{o}" for o in sent} - set(orders)
+    lost = {f"order-{o}" for o in accepted} - set(orders)
     print(f"broker stopped {back_at - down_at:.1f} s (stop and start included); "
-          f"webhooks: {len(sent)} accepted, {refused} deliveries refused (503) and retried, "
-          f"{len(lost)} lost, {len(orders) - len(set(orders))} published twice; broker back -> "
-          f"/readyz 200 in {ready_after:.2f} s, first webhook accepted "
-          f"{(first_accept - back_at) if first_accept else float('nan'):.2f} s after")
-    assert not lost
-    assert refused > 0  # the outage really refused deliveries
+          f"webhooks: {len(accepted)} accepted of {shopify.sent}, {shopify.refused} deliveries "
+          f"refused (503) and retried, {len(lost)} lost, {len(orders) - len(set(orders))} "
+          f"published twice; broker back -> /readyz 200 in {ready_after:.2f} s, first webhook "
+          f"accepted {(first_accept - back_at) if first_accept else float('nan'):.2f} s after")
+    assert len(accepted) == shopify.sent and not lost
+    assert shopify.refused > 0  # the outage really refused deliveries
     assert during and all(s == 503 for s, _ in during), during[:3]
     assert all({"kafka", "producer"} & set(b.get("failing", {})) for _, b in during)
     assert health_during == {200}
