@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -94,6 +95,10 @@ _SERVICES: list[tuple[str, str, str]] = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # SIGTERM stops a command as Ctrl-C does, unless it handles SIGTERM itself (the worker, the
+    # sink). In a container a service is PID 1, for which an unhandled SIGTERM is ignored: `docker
+    # stop` would wait out its grace period and then kill it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # Services parse their own arguments (argparse's REMAINDER would swallow a leading --help).
     if argv and (module := service_module(argv[0])) is not None:
         return _delegate(module)(argparse.Namespace(rest=argv[1:]))

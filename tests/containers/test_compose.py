@@ -141,8 +141,10 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("compose"))
+def stack(engine: None) -> Iterator[Stack]:
+    logs = REPO / ".tally" / "containers" / f"compose-{time.strftime('%Y%m%d-%H%M%S')}"
+    logs.mkdir(parents=True)
+    s = Stack(logs)
     s.write_override()
     s.down()  # what an interrupted earlier run may have left
     s.up_started = time.monotonic()
@@ -154,6 +156,20 @@ def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         s.save_logs()
         print(f"compose logs in {s.workdir}")
         s.down()
+
+
+def worker_counts() -> dict[str, str]:
+    """Each worker's event counters, for a failure message."""
+    out = {}
+    for name, port in (("worker-1", 6066), ("worker-2", 6166)):
+        try:
+            with urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            out[name] = " ".join(line for line in text.splitlines()
+                                 if line.startswith("tally_events_"))
+        except OSError as exc:
+            out[name] = repr(exc)
+    return out
 
 
 def wait_exited_ok(name: str, timeout: float) -> None:
@@ -229,6 +245,14 @@ def test_compose_stack(stack: Stack) -> None:
         wait_healthy(containers[service], timeout=180)
     healthy_after = time.monotonic()
     wait_exited_ok(containers["topics"], timeout=10)
+    # Ready too (catalogue loaded, tables recovered, partitions assigned) before any traffic.
+    for ready_url in (f"{WORKER}/readyz", "http://localhost:6166/readyz",
+                      "http://localhost:6067/readyz", f"{HOOKS}/readyz"):
+        deadline = time.monotonic() + 180
+        while http(ready_url)[0] != 200:
+            assert time.monotonic() < deadline, f"{ready_url}: {http(ready_url)}"
+            time.sleep(1.0)
+    ready_after = time.monotonic()
     assert process_uid(containers["worker-1"]) == 10001
 
     # The catalogue: SKU -> inventory item per shop, synced from the simulator inside the sink.
@@ -278,14 +302,14 @@ def test_compose_stack(stack: Stack) -> None:
     # Storefront customers stop; then Shopify must come to equal the ledger on every key.
     assert http(f"{SIM}/_sim/config", {"storefront_rate": 0})[0] == 200
     locations_file = REPO / "deploy/config/locations.example.toml"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while True:
         shopify, ledger = shopify_and_ledger(locations_file)
         if shopify == ledger or time.monotonic() > deadline:
             break
         time.sleep(3)
     different = {k: (shopify[k], ledger[k]) for k in shopify if shopify[k] != ledger[k]}
-    assert not different, different
+    assert not different, (different, worker_counts())
     # The workers answer for the same keys (worker-1 forwards to the owner of each key).
     lookups = {k: http(f"{WORKER}/ledger/{k}/") for k in sorted(ledger)}
     answers = {k: v["available_to_sell"] if st == 200 else (st, v)
@@ -294,7 +318,8 @@ def test_compose_stack(stack: Stack) -> None:
     assert len(shopify) == 8 * 3 and sum(shopify.values()) > 0
     _, sim_stats = http(f"{SIM}/_sim/stats")
     print(f"compose: up in {stack.up_seconds:.1f}s, every service healthy "
-          f"{healthy_after - stack.up_started:.1f}s after `up` began; {sent} events; "
+          f"{healthy_after - stack.up_started:.1f}s after `up` began, ready "
+          f"{ready_after - stack.up_started:.1f}s; {sent} events; "
           f"Shopify equals the ledger on {len(shopify)} keys; simulator {sim_stats}")
 
     # Prometheus (the stand-in container) scrapes every Tally service.

@@ -20,6 +20,7 @@ from rocksdict import AccessType, Options, Rdict
 from pipeline.demo import runner
 from pipeline.demo.runner import Demo, DemoOptions, format_summary
 from tests.containers.podman import (
+    REPO,
     ContainerService,
     podman,
     process_uid,
@@ -61,11 +62,13 @@ def ledger_lookup(worker_url: str, key: str) -> dict[str, Any]:
 
 
 @pytest.mark.kafka
-def test_services_run_from_the_image(engine: None, kafka_bootstrap: str, tmp_path: Path,
+def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Logs (one per container) stay in .tally/containers/, past pytest's temporary folders.
+    workdir = REPO / ".tally" / "containers" / "image-demo"
     monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setattr(runner, "Service", ContainerService)
-    opts = DemoOptions(duration=30, rate=150, skus=600, workdir=tmp_path, quiet=True)
+    opts = DemoOptions(duration=20, rate=150, skus=400, workdir=workdir, quiet=True)
     demo = Demo(opts, say=print)
     try:
         demo.start()
