@@ -71,6 +71,7 @@ from pipeline.sink.retry import Backoff
 from pipeline.sink.shopify_client import ShopClient, levels_query, parse_levels
 
 log = logging.getLogger("tally.sink")
+KAFKA_LOG = logging.getLogger("tally.sink.kafka")  # librdkafka's own lines, as JSON logs
 SERVICE = "sink"
 
 
@@ -239,7 +240,7 @@ class Sink:
         self._producer = Producer({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
                                    "partitioner": "murmur2_random", "enable.idempotence": True,
                                    "linger.ms": 5, "error_cb": self._error_cb(),
-                                   "reconnect.backoff.max.ms": 1000})
+                                   "reconnect.backoff.max.ms": 1000, "logger": KAFKA_LOG})
         seeded = await self._read_acks_until_read()
         for key, raw in seeded.items():
             try:
@@ -257,7 +258,7 @@ class Sink:
             "bootstrap.servers": s.bootstrap, "group.id": s.group_id, "client.id": s.client_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
-            "reconnect.backoff.max.ms": 1000, "error_cb": self._error_cb(),
+            "reconnect.backoff.max.ms": 1000, "error_cb": self._error_cb(), "logger": KAFKA_LOG,
         })
         self._consumer.subscribe([self.topics.shopify_push], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
