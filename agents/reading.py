@@ -9,12 +9,17 @@ filter off, and commits made here from ``ReadProgress`` (pipeline/reading/progre
 committed offset is one past the last record processed in order, after the producer flushed
 everything those records produced (ledger changelog, movements, pushes). A jump forward is
 read again; only a hole the broker itself confirms (a probe) is passed over.
+
+Input is read committed (``isolation.level=read_committed``, which faust only sets for its own
+exactly-once mode): records of an aborted upstream transaction are never applied, and the offsets
+they and the transaction markers occupy are holes the probe confirms on the first jump.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -77,11 +82,23 @@ class InOrderReader:
             "enable.auto.commit": False, "client.id": f"{app.conf.id}-offsets",
         })
         self._lookup = asyncio.Lock()
+        self._probe: Consumer | None = None  # one, kept: a probe per commit marker is common
+        self._probe_lock = threading.Lock()
 
     def install(self) -> None:
-        """Take over from faust's read-offset filter; call before the consumer starts."""
+        """Take over from faust's read-offset filter and read committed records only; call
+        before the consumer starts."""
         consumer = self.app.consumer
         consumer._read_offset = _UnfilteredReadOffsets(self.topics, dict(consumer._read_offset))
+        thread = consumer._thread
+        create = thread._create_worker_consumer
+
+        def read_committed(transport: Any) -> Any:
+            kafka_consumer = create(transport)
+            kafka_consumer._isolation_level = "read_committed"  # read by start()'s Fetcher
+            return kafka_consumer
+
+        thread._create_worker_consumer = read_committed
 
     def topic(self, *names: str, **kwargs: Any) -> faust.TopicT:
         """An input topic read through this reader (faust's acks off: we commit)."""
@@ -93,7 +110,8 @@ class InOrderReader:
         tp = msg.tp
         if not self.progress.known(tp):
             await self._start(tp)
-        verdict = self.progress.admit(tp, msg.offset, time.monotonic())
+        verdict = self.progress.admit(tp, msg.offset, time.monotonic(),
+                                      holes_expected=tp.topic not in self.contiguous)
         if verdict.seek_to is None:
             return verdict.process
         seek_to = verdict.seek_to
@@ -130,28 +148,34 @@ class InOrderReader:
         return first
 
     def _first_offset(self, tp: Any, offset: int) -> int | None:
-        """The offset of the broker's first record at or after ``offset`` in ``tp``, the end
-        offset if there is none, or None if the broker did not answer in time."""
-        probe = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"{self.app.conf.id}-probe",
-            "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_uncommitted",  # as faust reads
-        })
-        try:
+        """The offset of the broker's first committed record at or after ``offset`` in ``tp``,
+        the end offset if there is none, or None if the broker did not answer in time."""
+        with self._probe_lock:
+            if self._probe is None:
+                self._probe = Consumer({
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": f"{self.app.conf.id}-probe", "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": "read_committed",  # as the worker reads
+                    "fetch.wait.max.ms": 10,  # answer in ~20 ms, not librdkafka's 500
+                })
+            probe = self._probe
             probe.assign([TopicPartition(tp.topic, tp.partition, offset)])
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline:
-                msg = probe.poll(0.5)
-                if msg is None or msg.topic() != tp.topic or msg.partition() != tp.partition:
-                    continue
-                error = msg.error()
-                if error is None:
-                    return int(msg.offset())
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return int(msg.offset())  # no record from ``offset`` to the end
-            return None
-        finally:
-            probe.close()
+            try:
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline:
+                    msg = probe.poll(0.2)
+                    if (msg is None or msg.topic() != tp.topic or msg.partition() != tp.partition
+                            or msg.offset() < offset):  # left over from an earlier probe
+                        continue
+                    error = msg.error()
+                    if error is None:
+                        return int(msg.offset())
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return int(msg.offset())  # no record from ``offset`` to the end
+                return None
+            finally:
+                probe.unassign()
 
     def done(self, msg: Any) -> None:
         """``msg`` (admitted) is processed: its offset may be committed."""
@@ -215,9 +239,28 @@ class InOrderReader:
             # probe says so and reading moves past it, so the commit (and the lag) reach the end.
             go_on = await self._pass_hole(tp, seek_to)
             if go_on == seek_to:
-                log.warning("records wait in %s from offset %s but none arrived; reading again",
-                            tp, seek_to)
+                log.warning("records wait in %s from offset %s but none arrived; reading again "
+                            "(%s)", tp, seek_to, self.flow_state())
             await consumer.seek_wait({tp: go_on})
+
+    def flow_state(self) -> str:
+        """faust's flow switches: records are dropped while its flow is suspended."""
+        consumer = self.app.consumer
+        return (f"flow {'suspended' if consumer.suspend_flow.is_set() else 'on'}, "
+                f"{'rebalancing' if self.app.rebalancing else 'assigned'}, recovery "
+                f"{'done' if self.app.tables.recovery.completed.is_set() else 'running'}")
+
+    def stuck(self, now: float, after_s: float) -> list[str]:
+        """Partitions with records waiting where none was processed for ``after_s``."""
+        out = []
+        for tp, p in list(self.progress.partitions.items()):
+            try:
+                end = self.app.consumer.highwater(tp)
+            except Exception:  # rebalancing: not known now
+                continue
+            if end is not None and end > p.next_offset and now - p.progressed_at > after_s:
+                out.append(f"{tp.topic}/{tp.partition}@{p.next_offset}")
+        return out
 
     def restart(self, tps: Iterable[Any]) -> None:
         """Forget these partitions: their next record is checked against Kafka's commit."""
@@ -225,3 +268,6 @@ class InOrderReader:
 
     def close(self) -> None:
         self._offsets.close()
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()

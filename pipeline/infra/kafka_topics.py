@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.topics import Topics
@@ -37,11 +39,17 @@ def topic_plan(topics: Topics, partitions: int) -> dict[str, tuple[int, dict[str
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int,
                   replication_factor: int = 1) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
+    return create_missing(bootstrap, topic_plan(topics, partitions), replication_factor)
+
+
+def create_missing(bootstrap: str, plan: dict[str, tuple[int, dict[str, str]]],
+                   replication_factor: int = 1) -> list[str]:
+    """Create the topics of ``plan`` (name → (partitions, config)) that do not exist yet."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=15).topics)
     missing = [
         NewTopic(name, num_partitions=n, replication_factor=replication_factor, config=cfg)
-        for name, (n, cfg) in topic_plan(topics, partitions).items()
+        for name, (n, cfg) in plan.items()
         if name not in existing
     ]
     if not missing:
@@ -54,4 +62,24 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int,
         except Exception as exc:  # a concurrent creator is fine; anything else is not
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_until_served(admin, {t.topic: t.num_partitions for t in missing})
     return created
+
+
+def _wait_until_served(admin: AdminClient, expected: dict[str, int],
+                       timeout: float = 30.0) -> None:
+    """Wait until the broker's metadata shows each new topic with all its partitions led: a
+    client that reads metadata earlier sees the topic without partitions, and a faust consumer
+    keeps that view for minutes (its tables then refuse every write: PartitionsMismatch)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        waiting = [name for name, n in expected.items()
+                   if (meta := topics.get(name)) is None or meta.error is not None
+                   or len(meta.partitions) != n
+                   or any(p.leader < 0 for p in meta.partitions.values())]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics {waiting} not served by the broker after {timeout:.0f} s")
+        time.sleep(0.2)

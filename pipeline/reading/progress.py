@@ -21,7 +21,9 @@ TP = TypeVar("TP", bound=Hashable)
 # rebalance) or that the broker has none there (compaction or transaction markers upstream,
 # retention). Only the broker can tell, and records fetched before a seek can keep draining
 # from faust's buffers for seconds, so they are not evidence: every PROBE_EVERY-th seek to the
-# same offset asks the broker for the first offset at or after it (PROBE).
+# same offset asks the broker for the first offset at or after it (PROBE). On topics where holes
+# are expected (upstream topics written with transactions: every commit marker is one), the
+# first jump to a new offset is probed at once, so a marker costs one probe and no waiting.
 PROBE_EVERY = 4
 MIN_SEEK_INTERVAL_S = 1.0
 # Records waiting in the partition but none processed for this long: read again from the
@@ -86,8 +88,9 @@ class ReadProgress(Generic[TP]):
         for tp in list(tps):
             self.partitions.pop(tp, None)
 
-    def admit(self, tp: TP, offset: int, now: float) -> Verdict:
-        """Decide about the record at ``offset``; ``tp`` must be known (see ``start``)."""
+    def admit(self, tp: TP, offset: int, now: float, *, holes_expected: bool = False) -> Verdict:
+        """Decide about the record at ``offset``; ``tp`` must be known (see ``start``).
+        ``holes_expected``: the topic may hold offsets without records (see PROBE_EVERY)."""
         p = self.partitions[tp]
         if offset < p.next_offset:
             return Verdict(Action.ALREADY_READ)
@@ -97,6 +100,9 @@ class ReadProgress(Generic[TP]):
         # Records between next_offset and offset were not handed to us.
         if p.seek_target != p.next_offset:
             p.seek_target, p.seeks = p.next_offset, 0
+        if holes_expected and p.seeks == 0:  # the probe is authoritative: no need to wait
+            p.seeks, p.last_seek_at = 1, now
+            return Verdict(Action.PROBE, seek_to=p.next_offset)
         if now - p.last_seek_at < self.min_seek_interval_s:
             return Verdict(Action.WAIT)  # records fetched before the seek, still draining
         p.seeks += 1

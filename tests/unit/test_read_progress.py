@@ -177,3 +177,33 @@ def test_records_deleted_by_retention_are_passed_over_once_the_broker_says_so() 
     assert progress.admit(TP, 50, 0.0).seek_to == 10
     assert progress.hole(TP, 40, 0.5) == 30
     assert progress.admit(TP, 40, 0.6).process
+
+
+def test_on_a_topic_with_transactions_each_marker_is_probed_at_once() -> None:
+    # An upstream producer commits a transaction every few records: offsets 3 and 7 are
+    # commit markers. Each first jump is probed with no waiting, even right after another.
+    progress = started(committed=0)
+    now = 0.0
+    for offset in (0, 1, 2):
+        assert progress.admit(TP, offset, now, holes_expected=True).process
+        progress.done(TP, offset, now)
+    for marker, after in ((3, 4), (7, 8)):
+        for offset in range(progress.partitions[TP].next_offset, marker):
+            assert progress.admit(TP, offset, now, holes_expected=True).process
+            progress.done(TP, offset, now)
+        verdict = progress.admit(TP, after, now, holes_expected=True)
+        assert verdict.action is Action.PROBE and verdict.seek_to == marker
+        assert progress.hole(TP, after, now) == 1
+        assert progress.admit(TP, after, now, holes_expected=True).process
+        progress.done(TP, after, now)
+        now += 0.01
+    assert progress.to_commit() == {TP: 9}
+
+
+def test_a_probe_that_finds_the_record_there_falls_back_to_seeking() -> None:
+    progress = started(committed=10)
+    assert progress.admit(TP, 12, 0.0, holes_expected=True).action is Action.PROBE
+    # The probe found offset 10 on the broker (the consumer skipped it): the reader seeks back;
+    # records fetched before the seek still drain and are dropped while it takes effect.
+    assert progress.admit(TP, 13, 0.1, holes_expected=True).action is Action.WAIT
+    assert progress.admit(TP, 10, 0.2, holes_expected=True).process
