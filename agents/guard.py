@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from pipeline.messages import DEAD_LETTER_MAX_KEY_BYTES, DeadLetter
 from pipeline.observability import metrics as m
+from pipeline.observability.health import Readiness
 
 log = logging.getLogger("tally.worker.guard")
 
@@ -40,6 +41,7 @@ TRANSIENT_RETRIES = Counter(
     ["agent"],
 )
 BACKOFF_MAX_S = 10.0
+RETRYING_GRACE_S = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -67,10 +69,11 @@ class RecordGuard:
     """Runs one record's processing so that it cannot stop its partition (module docstring)."""
 
     def __init__(self, dlq: faust.TopicT, service: str = "worker",
-                 first_backoff_s: float = 0.5) -> None:
+                 first_backoff_s: float = 0.5, readiness: Readiness | None = None) -> None:
         self.dlq = dlq
         self.service = service
         self.first_backoff_s = first_backoff_s
+        self.readiness = readiness
 
     async def run(self, agent: str, msg: Any, step: Callable[..., Awaitable[None]],
                   *args: Any) -> None:
@@ -80,19 +83,28 @@ class RecordGuard:
         while True:
             try:
                 await step(*args)
+                self._report(agent, True)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if is_transient(exc):
+                    self._report(agent, False, f"retrying {msg.topic}/{msg.partition}@"
+                                 f"{msg.offset}: {type(exc).__name__}: {str(exc)[:200]}")
                     TRANSIENT_RETRIES.labels(agent).inc()
-                    log.warning("%s: %s at %s/%s offset %s; retrying in %.1f s", agent,
-                                type(exc).__name__, msg.topic, msg.partition, msg.offset, delay)
+                    log.warning("%s: %s (%s) at %s/%s offset %s; retrying in %.1f s", agent,
+                                type(exc).__name__, str(exc)[:200].replace("\n", " "),
+                                msg.topic, msg.partition, msg.offset, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX_S)
                     continue
                 await self.internal_error(agent, msg, exc)
                 return
+
+    def _report(self, agent: str, ok: bool, detail: str = "") -> None:
+        """An agent stuck retrying one record for RETRYING_GRACE_S is not ready."""
+        if self.readiness is not None:
+            self.readiness.set(f"agent:{agent}", ok, detail, grace_s=RETRYING_GRACE_S)
 
     async def internal_error(self, agent: str, msg: Any, exc: BaseException) -> None:
         digest, where = traceback_digest(exc)

@@ -24,7 +24,7 @@ from agents.guard import RecordGuard
 from agents.kits import register_kits
 from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
-from pipeline.infra.kafka_topics import ensure_topics
+from pipeline.infra.kafka_topics import COMPACTED, create_missing, ensure_topics
 from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.decode import decode_event, load_schemas
@@ -53,8 +53,9 @@ from pipeline.ledger.outputs import (
     UnknownHold,
 )
 from pipeline.ledger.position import LedgerPosition
-from pipeline.observability import logs
+from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
+from pipeline.observability.health import Readiness
 
 log = logging.getLogger("tally.worker")
 
@@ -85,6 +86,8 @@ TRANSFER_SHORTFALL_UNITS = Counter(
     "tally_transfer_shortfall_units_total", "Units still in transit when a transfer was closed."
 )
 EXPIRY_RESEND_S = 30.0  # an expiry sent but not yet applied is sent again after this long
+REBALANCE_GRACE_S = 15.0  # a rebalance shorter than this does not make the worker unready
+NO_PROGRESS_S = 60.0  # a partition with records waiting and none processed this long: unready
 
 
 class ConsumerLag:
@@ -215,7 +218,9 @@ def build_app(settings: WorkerSettings) -> faust.App:
     unmapped = raw_topic(topics.unmapped)
     low_stock = raw_topic(topics.low_stock)
     history = raw_topic(topics.history)
-    guard = RecordGuard(dlq)
+    readiness = Readiness("worker")
+    readiness.set("kafka", False, "no Kafka metadata answer yet")
+    guard = RecordGuard(dlq, readiness=readiness)
     positions = app.Table(
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
@@ -252,6 +257,22 @@ def build_app(settings: WorkerSettings) -> faust.App:
     async def watch_reading() -> None:
         if not app.rebalancing and catalog.ready.is_set():  # agents hold records until ready
             await reader.watch()
+        report_readiness()
+
+    def report_readiness() -> None:
+        readiness.set("catalog", catalog.ready.is_set(), "catalog topic not read to its end yet")
+        readiness.set("tables_recovered", app.tables.recovery.completed.is_set(),
+                      "table recovery (changelog replay) under way")
+        readiness.set("assignment", not app.rebalancing, "consumer group rebalancing",
+                      grace_s=REBALANCE_GRACE_S)
+        stuck = reader.stuck(time.monotonic(), NO_PROGRESS_S)
+        readiness.set("progress", not stuck, f"records wait but none was processed for "
+                      f"{NO_PROGRESS_S:.0f} s: {', '.join(stuck[:5])}")
+
+    @app.task
+    async def watch_health() -> None:
+        health.LoopWatchdog(readiness).start()
+        await health.probe_kafka(readiness, settings.bootstrap)
 
     @app.timer(interval=5.0)
     async def report_consumer_lag() -> None:
@@ -444,13 +465,14 @@ def build_app(settings: WorkerSettings) -> faust.App:
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
-        return web.json({"status": "ok"})
+        status, body = readiness.liveness()
+        return web.json(body, status=status)
 
     @app.page("/readyz")
     async def readyz(web: View, request: Request) -> Response:
-        recovered = app.tables.recovery.completed.is_set()
-        ready = catalog.ready.is_set() and recovered and not app.rebalancing
-        return web.json({"ready": ready}, status=200 if ready else 503)
+        report_readiness()
+        status, body = readiness.report()
+        return web.json(body, status=status)
 
     app.tally_positions = positions  # type: ignore[attr-defined]
     return app
@@ -467,6 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_topics(settings.bootstrap, settings.topics, settings.partitions,
                   settings.replication_factor)
     app = build_app(settings)
+    # The tables' changelogs exist before the consumer subscribes: created by faust at start, a
+    # changelog can be missing from the consumer's first metadata, and every table write then
+    # fails with PartitionsMismatch until the metadata is refreshed minutes later.
+    create_missing(settings.bootstrap, {
+        table.changelog_topic_name: (table.partitions or settings.partitions, COMPACTED)
+        for table in app.tables.values()}, settings.replication_factor)
     sys.argv = ["tally-worker", "worker", f"--loglevel={args.loglevel}",
                 f"--web-port={settings.web_port}", f"--web-bind={settings.web_bind}",
                 f"--web-host={settings.web_host}"]
