@@ -20,6 +20,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import agents.guard  # noqa: F401  (registers the worker's record-guard metrics)
 import pipeline.observability.metrics  # registers the metrics (with the two below)
 import pipeline.reconcile.metrics
 import pipeline.webhooks.service  # noqa: F401  (registers the webhook intake metrics)
