@@ -74,6 +74,7 @@ class RecordGuard:
         self.service = service
         self.first_backoff_s = first_backoff_s
         self.readiness = readiness
+        self._retrying: set[str] = set()  # agents whose last step is being retried
 
     async def run(self, agent: str, msg: Any, step: Callable[..., Awaitable[None]],
                   *args: Any) -> None:
@@ -83,12 +84,15 @@ class RecordGuard:
         while True:
             try:
                 await step(*args)
-                self._report(agent, True)
+                if agent in self._retrying:
+                    self._retrying.discard(agent)
+                    self._report(agent, True)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if is_transient(exc):
+                    self._retrying.add(agent)
                     self._report(agent, False, f"retrying {msg.topic}/{msg.partition}@"
                                  f"{msg.offset}: {type(exc).__name__}: {str(exc)[:200]}")
                     TRANSIENT_RETRIES.labels(agent).inc()
@@ -105,6 +109,11 @@ class RecordGuard:
         """An agent stuck retrying one record for RETRYING_GRACE_S is not ready."""
         if self.readiness is not None:
             self.readiness.set(f"agent:{agent}", ok, detail, grace_s=RETRYING_GRACE_S)
+
+    def register(self, *agents: str) -> None:
+        """Show each agent's condition on /readyz from the start."""
+        for agent in agents:
+            self._report(agent, True)
 
     async def internal_error(self, agent: str, msg: Any, exc: BaseException) -> None:
         digest, where = traceback_digest(exc)

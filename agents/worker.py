@@ -221,6 +221,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
     readiness = Readiness("worker")
     readiness.set("kafka", False, "no Kafka metadata answer yet")
     guard = RecordGuard(dlq, readiness=readiness)
+    guard.register("intake", "ledger", "kits")
     positions = app.Table(
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},

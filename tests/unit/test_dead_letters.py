@@ -32,6 +32,7 @@ from pipeline.messages import (
     DEAD_LETTER_PREFIX_BYTES,
     DeadLetter,
 )
+from pipeline.observability.health import Readiness
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,3 +209,23 @@ def test_the_same_bug_gives_the_same_digest() -> None:
         except ValueError as exc:
             digests.add(traceback_digest(exc))
     assert len(digests) == 1
+
+
+def test_an_agent_stuck_retrying_one_record_is_not_ready_until_it_passes() -> None:
+    now = [0.0]
+    readiness = Readiness("worker", clock=lambda: now[0])
+    guard = RecordGuard(FakeTopic(), first_backoff_s=0.001,  # type: ignore[arg-type]
+                        readiness=readiness)
+    guard.register("ledger")
+    seen = []
+
+    async def broker_away_for_a_while() -> None:
+        seen.append(readiness.report()[0])
+        if len(seen) < 4:
+            now[0] += 20.0  # 20 s per attempt: failing for 40 s (> 30 s grace) at the fourth
+            raise KafkaTimeoutError()
+
+    asyncio.run(guard.run("ledger", FakeMessage(), broker_away_for_a_while))
+    assert seen == [200, 200, 200, 503]
+    status, body = readiness.report()
+    assert status == 200 and body["checks"]["agent:ledger"] is True
