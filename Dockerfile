@@ -14,11 +14,15 @@ RUN apt-get update \
 RUN python -m venv /opt/tally
 ENV PATH=/opt/tally/bin:$PATH
 WORKDIR /src
-# Dependencies first (cached layer), then the code.
-COPY pyproject.toml README.md ./
+# Dependencies first (a layer cached until pyproject.toml changes), then the code.
+COPY pyproject.toml ./
+RUN pip install --upgrade pip \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY pipeline ./pipeline
 COPY agents ./agents
-RUN pip install --upgrade pip && pip install .
+RUN pip install --no-deps .
 ENV TALLY_CACHE_DIR=/opt/tally-cache
 RUN tally schema fetch
 

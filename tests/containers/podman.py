@@ -95,6 +95,7 @@ class ContainerService(Service):
     generation: int = 0
     stopped_in_s: float | None = None
     exit_code: int | None = None
+    ready_in_s: float | None = None  # from `podman run` to the service's readiness URL
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -115,10 +116,15 @@ class ContainerService(Service):
         cmd = ["podman", "run", "--rm", "--name", self.container(self.generation),
                "--network", "host", "--stop-timeout", str(self.grace_s), *mounts, *health,
                *[x for name in env for x in ("-e", name)], TALLY_IMAGE, *self.args]
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **env}, stdout=self.log_file.open("ab"),
             stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        super().wait_ready(timeout)
+        self.ready_in_s = time.monotonic() - self.started_at
 
     def stop(self, timeout: float = 60.0) -> None:
         if not self.alive():

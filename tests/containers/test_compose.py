@@ -3,9 +3,9 @@ every healthcheck healthy, events through the source topics and a signed webhook
 intake, then Shopify (the simulator) equals the ledger on every key, and Prometheus scrapes every
 Tally service. Images that cannot be pulled here are the stand-ins of deploy/containers/.
 
-podman-compose 1.6 has no ``configs:``; an override file mounts each inline config (written out
-from docker-compose.yml itself) at its target, as Compose does. The override also selects the
-Kafka stand-in (``TALLY_KAFKA_IMAGE``)."""
+podman-compose 1.6 has no ``configs:``; the override of deploy/containers/compose-override.py
+mounts each inline config (written out from docker-compose.yml itself) at its target, as Compose
+does, and selects the Kafka stand-in (``TALLY_KAFKA_IMAGE``)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from tests.containers.podman import (
 )
 
 COMPOSE = REPO / "docker-compose.yml"
+OVERRIDE_SCRIPT = REPO / "deploy/containers/compose-override.py"
 PROJECT = "tallyct"
 SERVICES = ["kafka", "topics", "worker-1", "worker-2", "sink", "webhooks", "shopify-sim",
             "prometheus"]  # grafana stays out of this run
@@ -73,23 +74,16 @@ class Stack:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.spec = yaml.safe_load(COMPOSE.read_text())
-        self.override = workdir / "compose.podman.yml"
+        self.override = Path()
         self.env = {**os.environ, "TALLY_KAFKA_IMAGE": KAFKA_IMAGE,
                     "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE, "PYTHON_IMAGE": BASE_IMAGE}
         self.up_seconds = 0.0
         self.up_started = 0.0
 
     def write_override(self) -> None:
-        services: dict[str, Any] = {"kafka": {"image": "${TALLY_KAFKA_IMAGE}"}}
-        for name, svc in self.spec["services"].items():
-            for ref in svc.get("configs", []):
-                path = self.workdir / "configs" / ref["source"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(self.spec["configs"][ref["source"]]["content"])
-                path.chmod(0o644)  # Compose's configs are world-readable too (mode 0444)
-                services.setdefault(name, {}).setdefault("volumes", []).append(
-                    f"{path}:{ref['target']}:ro")
-        self.override.write_text(yaml.safe_dump({"services": services}))
+        done = subprocess.run([sys.executable, str(OVERRIDE_SCRIPT), str(self.workdir)],
+                              capture_output=True, text=True, check=True)
+        self.override = Path(done.stdout.strip())
 
     def compose(self, *args: str, timeout: float = 300.0,
                 input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -77,7 +77,8 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         for service in services.values():
             took = wait_healthy(service.container())
             uid = process_uid(service.container())
-            print(f"{service.name}: healthy after {took:.1f}s more, uid {uid}")
+            print(f"{service.name}: ready {service.ready_in_s:.1f}s after `podman run`, "
+                  f"healthy {took:.1f}s later, uid {uid}")
             assert uid == 10001
 
         demo.opening_load()
@@ -111,7 +112,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         restarted_at = time.monotonic()
         worker.start()
         worker.wait_ready(timeout=120)
-        print(f"worker ready again after {time.monotonic() - restarted_at:.1f}s")
+        print(f"worker ready again {time.monotonic() - restarted_at:.1f}s after `podman run`")
         wait_healthy(worker.container(1))
         after = {k: ledger_lookup(demo.worker_url, k) for k in keys}
         for k in keys:
