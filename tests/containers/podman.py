@@ -145,3 +145,12 @@ class ContainerService(Service):
         for generation in range(self.generation + 1):
             podman("rm", "-f", self.container(generation), check=False)
         podman("volume", "rm", "-f", self.volume, check=False)
+
+
+def note(line: str) -> None:
+    """Print a measurement and keep it in .tally/containers/measurements.log."""
+    print(line)
+    path = REPO / ".tally" / "containers" / "measurements.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")

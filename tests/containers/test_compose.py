@@ -38,6 +38,7 @@ from tests.containers.podman import (
     KAFKA_IMAGE,
     PROMETHEUS_IMAGE,
     REPO,
+    note,
     podman,
     process_uid,
     wait_healthy,
@@ -308,10 +309,10 @@ def test_compose_stack(stack: Stack) -> None:
     lookups = {k: http(f"{WORKER}/ledger/{k}/") for k in sorted(ledger)}
     answers = {k: v["available_to_sell"] if st == 200 else (st, v)
                for k, (st, v) in lookups.items()}
-    print("ledger lookups through worker-1:", answers)
+    note(f"ledger lookups through worker-1: {answers}")
     assert len(shopify) == 8 * 3 and sum(shopify.values()) > 0
     _, sim_stats = http(f"{SIM}/_sim/stats")
-    print(f"compose: up in {stack.up_seconds:.1f}s, every service healthy "
+    note(f"compose: up in {stack.up_seconds:.1f}s, every service healthy "
           f"{healthy_after - stack.up_started:.1f}s after `up` began, ready "
           f"{ready_after - stack.up_started:.1f}s; {sent} events; "
           f"Shopify equals the ledger on {len(shopify)} keys; simulator {sim_stats}")

@@ -22,6 +22,7 @@ from pipeline.demo.runner import Demo, DemoOptions, format_summary
 from tests.containers.podman import (
     REPO,
     ContainerService,
+    note,
     podman,
     process_uid,
     wait_healthy,
@@ -77,7 +78,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         for service in services.values():
             took = wait_healthy(service.container())
             uid = process_uid(service.container())
-            print(f"{service.name}: ready {service.ready_in_s:.1f}s after `podman run`, "
+            note(f"{service.name}: ready {service.ready_in_s:.1f}s after `podman run`, "
                   f"healthy {took:.1f}s later, uid {uid}")
             assert uid == 10001
 
@@ -86,7 +87,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         sent = demo.traffic()
         demo.quiesce(timeout=opts.hold_s + 60)
         summary = demo.summary(sent, time.monotonic() - started, since)
-        print(format_summary(summary))
+        note(format_summary(summary))
         assert summary["events"]["applied"] > 0 and summary["pushes"]["items_acknowledged"] > 0
         assert summary["webhooks"]["received"] > 0, summary["webhooks"]
         assert summary["shopify_equals_ledger"], summary["first_differences"]
@@ -98,7 +99,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         keys = random.Random(7).sample(sorted(ledger), 25)
         before = {k: ledger_lookup(demo.worker_url, k) for k in keys}
         worker.stop()
-        print(f"worker stopped in {worker.stopped_in_s:.1f}s, exit code {worker.exit_code}")
+        note(f"worker stopped in {worker.stopped_in_s:.1f}s, exit code {worker.exit_code}")
         assert worker.exit_code == 0 and worker.stopped_in_s < worker.grace_s
         volume = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}",
                              worker.volume).stdout.strip())
@@ -112,7 +113,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         restarted_at = time.monotonic()
         worker.start()
         worker.wait_ready(timeout=120)
-        print(f"worker ready again {time.monotonic() - restarted_at:.1f}s after `podman run`")
+        note(f"worker ready again {time.monotonic() - restarted_at:.1f}s after `podman run`")
         wait_healthy(worker.container(1))
         after = {k: ledger_lookup(demo.worker_url, k) for k in keys}
         for k in keys:
@@ -122,7 +123,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         for service in reversed(demo.services):
             service.stop()
             assert isinstance(service, ContainerService)
-            print(f"{service.name} stopped in {service.stopped_in_s:.1f}s, "
+            note(f"{service.name} stopped in {service.stopped_in_s:.1f}s, "
                   f"exit code {service.exit_code}")
             assert service.exit_code == 0, f"{service.name}: see {service.log_file}"
             assert service.stopped_in_s is not None and service.stopped_in_s < service.grace_s
