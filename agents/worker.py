@@ -8,8 +8,10 @@ matching partitions of the RocksDB ``positions`` table and applies each movement
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -273,6 +275,8 @@ def build_app(settings: WorkerSettings) -> faust.App:
     @app.task
     async def watch_health() -> None:
         health.LoopWatchdog(readiness).start()
+        # kill -USR1 <pid>: every task's stack in the log, to see where a stuck worker waits.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, logs.dump_tasks)
         await health.probe_kafka(readiness, settings.bootstrap)
 
     @app.timer(interval=5.0)

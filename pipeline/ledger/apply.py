@@ -36,7 +36,14 @@ from pipeline.ledger.outputs import (
     SafetyBufferBreach,
     StaleSnapshotIgnored,
 )
-from pipeline.ledger.position import LedgerPosition, Mark, Pending
+from pipeline.ledger.position import (
+    LedgerPosition,
+    Pending,
+    digest_bits,
+    mark_applied_at,
+    mark_digest,
+    pack_mark,
+)
 from pipeline.ledger.rules import LocationRules, ShopifyMapping, publish_value
 
 DEFAULT_DEDUPE_RETENTION_S = 7 * 24 * 3600.0
@@ -73,9 +80,9 @@ def apply(
     pos = position if position is not None else LedgerPosition(m.sku, m.branch)
     marks = pos.marks
     if m.mark in marks:
-        applied_digest = mark_digest(marks[m.mark])
-        if m.digest and applied_digest and m.digest != applied_digest:
-            return pos, [ConflictingDuplicate(m.mark, applied_digest, m.digest)]
+        applied, offered = mark_digest(marks[m.mark]), digest_bits(m.digest)
+        if applied is not None and offered is not None and applied != offered:
+            return pos, [ConflictingDuplicate(m.mark, f"{applied:06x}", f"{offered:06x}")]
         return pos, [Duplicate(m.mark)]
     if m.reverses is not None and REVERSAL_PREFIX + m.reverses in marks:
         return pos, [Duplicate(m.mark)]
@@ -194,20 +201,11 @@ def _apply_snapshot(
     )
 
 
-def mark_digest(value: Mark) -> str:
-    """The content digest a mark was applied with ("" for marks recorded without one)."""
-    return value[1] if isinstance(value, list | tuple) else ""
-
-
-def _applied_at(value: Mark) -> int:
-    return value[0] if isinstance(value, list | tuple) else value
-
-
 def _record_marks(marks: Any, m: Movement, ctx: ApplyContext, add: list[str] | None = None,
-                  drop: list[str] | None = None) -> dict[str, Mark]:
-    out: dict[str, Mark] = dict(marks)
+                  drop: list[str] | None = None) -> dict[str, int]:
+    out: dict[str, int] = dict(marks)
     now = int(ctx.now)
-    out[m.mark] = [now, m.digest] if m.digest else now
+    out[m.mark] = pack_mark(now, m.digest)
     for mark in drop or ():
         out.pop(mark, None)
     for mark in add or ():
@@ -218,7 +216,7 @@ def _record_marks(marks: Any, m: Movement, ctx: ApplyContext, add: list[str] | N
     cutoff = ctx.now - ctx.dedupe_retention_s
     expired = []
     for mark, applied in out.items():
-        if _applied_at(applied) >= cutoff:
+        if mark_applied_at(applied) >= cutoff:
             break
         expired.append(mark)
     for mark in expired:

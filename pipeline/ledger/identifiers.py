@@ -75,6 +75,9 @@ def identifier_problem(field: str, value: object, *, max_length: int,
         return f"{field}: must not be empty"
     if len(value) > max_length:
         return f"{field}: {len(value)} characters, at most {max_length}"
+    if (value.isascii() and value.isprintable()  # the common case: only spaces to check
+            and value[0] != " " and value[-1] != " " and (allow_inner_space or " " not in value)):
+        return None
     last = len(value) - 1
     for i, ch in enumerate(value):
         category = unicodedata.category(ch)

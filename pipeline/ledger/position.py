@@ -16,9 +16,33 @@ _COMPONENT_OF = {v: k for k, v in _CODE.items()}
 FORMAT_VERSION = 1
 
 
-# A dedupe mark's value: the epoch second it was applied, with the line's content digest when it
-# came from a source line ([applied_at, digest]); a bare int for internal marks and older records.
-Mark = int | list[Any]
+# A dedupe mark's value: the epoch second it was applied, packed with the low MARK_DIGEST_BITS of
+# the line's content digest when it came from a source line (``applied_at << bits | digest``: one
+# JSON int, so positions with thousands of marks cost no more to read and write); a bare epoch
+# second for internal marks and records written before digests.
+MARK_DIGEST_BITS = 24
+_PACKED_FROM = 1 << 40  # any packed value is above this; any bare epoch second below it
+
+
+def pack_mark(applied_at: int, digest: str) -> int:
+    """A mark value: ``applied_at`` with the digest (hex) when there is one."""
+    if not digest:
+        return applied_at
+    return applied_at << MARK_DIGEST_BITS | int(digest, 16) & ((1 << MARK_DIGEST_BITS) - 1)
+
+
+def mark_applied_at(value: int) -> int:
+    return value >> MARK_DIGEST_BITS if value >= _PACKED_FROM else value
+
+
+def mark_digest(value: int) -> int | None:
+    """The low bits of the content digest a mark was applied with (None: recorded without)."""
+    return value & ((1 << MARK_DIGEST_BITS) - 1) if value >= _PACKED_FROM else None
+
+
+def digest_bits(digest: str) -> int | None:
+    """A movement's digest (hex) as a mark keeps it."""
+    return int(digest, 16) & ((1 << MARK_DIGEST_BITS) - 1) if digest else None
 
 
 class Hold(NamedTuple):
@@ -70,7 +94,7 @@ class LedgerPosition:
     snapshot_as_of: Mapping[str, float] = field(default_factory=dict)  # source → last applied as_of
     last_applied: Mapping[str, float] = field(default_factory=dict)  # source → when (ctx.now)
     version: int = 0
-    marks: Mapping[str, Mark] = field(default_factory=dict)
+    marks: Mapping[str, int] = field(default_factory=dict)
     last_published_ats: int | None = None
     unpublished_since: float | None = None
     unmapped_reported_at: float | None = None

@@ -81,3 +81,16 @@ def dict_config(service: str, *, secrets: Iterable[str] = ()) -> dict:
         "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json",
                                  "stream": "ext://sys.stderr"}},
     }
+
+
+def dump_tasks() -> None:
+    """Log the stack of every asyncio task of the running loop (for a worker that seems stuck)."""
+    import asyncio
+    import io
+
+    tasks = asyncio.all_tasks()
+    out = io.StringIO()
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        out.write(f"--- {task.get_name()} {task.get_coro()!r}\n")
+        task.print_stack(limit=12, file=out)
+    logging.getLogger("tally.tasks").warning("%d tasks:\n%s", len(tasks), out.getvalue())

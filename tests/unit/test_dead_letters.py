@@ -25,7 +25,7 @@ from pipeline.ledger.decode import decode_event
 from pipeline.ledger.events import REJECTION_REASONS, SourceEvent, reason_table
 from pipeline.ledger.movements import to_movements
 from pipeline.ledger.outputs import ConflictingDuplicate
-from pipeline.ledger.position import LedgerPosition
+from pipeline.ledger.position import LedgerPosition, mark_applied_at, mark_digest, pack_mark
 from pipeline.messages import (
     DEAD_LETTER_MAX_BYTES,
     DEAD_LETTER_MAX_KEY_BYTES,
@@ -136,10 +136,18 @@ def test_redelivery_and_meta_only_changes_are_plain_duplicates() -> None:
 def test_marks_written_before_digests_existed_still_dedupe() -> None:
     first, _ = _apply(None, _event(sku="SKU-LEGACY-MARK", quantity=2))
     legacy = LedgerPosition.from_dict({**first.to_dict(), "m": {
-        k: v[0] for k, v in first.to_dict()["m"].items()}})
+        k: mark_applied_at(v) for k, v in first.to_dict()["m"].items()}})
+    assert all(v < 2**32 for v in legacy.marks.values())  # bare epoch seconds, as before
     again, outputs = _apply(legacy, _event(sku="SKU-LEGACY-MARK", quantity=9))
     assert again is legacy and isinstance(outputs[0], Duplicate)
-    assert LedgerPosition.from_json(first.to_json()) == first  # [applied_at, digest] round-trips
+    assert LedgerPosition.from_json(first.to_json()) == first
+
+
+def test_a_mark_packs_its_applied_time_and_digest_into_one_int() -> None:
+    value = pack_mark(1_800_000_123, "a1b2c3d4e5f6")
+    assert mark_applied_at(value) == 1_800_000_123 and mark_digest(value) == 0xd4e5f6
+    assert mark_applied_at(1_800_000_123) == 1_800_000_123
+    assert mark_digest(1_800_000_123) is None
 
 
 # --- the record guard ----------------------------------------------------------------------------
