@@ -127,6 +127,7 @@ class InOrderReader:
                         "again", seek_to, msg.offset - 1, tp)
         # On the consumer's own thread, between fetches: a plain seek from this thread
         # races with the fetcher, which can move the position forward again.
+        self.progress.seeked(tp, time.monotonic())
         await self.app.consumer.seek_wait({tp: seek_to})
         return False
 
@@ -241,6 +242,7 @@ class InOrderReader:
             if go_on == seek_to:
                 log.warning("records wait in %s from offset %s but none arrived; reading again "
                             "(%s)", tp, seek_to, self.flow_state())
+            self.progress.seeked(tp, time.monotonic())
             await consumer.seek_wait({tp: go_on})
 
     def flow_state(self) -> str:

@@ -111,6 +111,13 @@ class ReadProgress(Generic[TP]):
             return Verdict(Action.PROBE, seek_to=p.next_offset)
         return Verdict(Action.SEEK, seek_to=p.next_offset)
 
+    def seeked(self, tp: TP, now: float) -> None:
+        """A seek was issued now. Records fetched before it drain for a while (WAIT): counted
+        from the seek itself, not from the verdict, as a probe before it can take seconds."""
+        p = self.partitions.get(tp)
+        if p is not None:
+            p.last_seek_at = now
+
     def hole(self, tp: TP, first_offset: int, now: float) -> int:
         """The broker's first record at or after the next offset is ``first_offset``: offsets
         before it hold none (markers, compaction, retention). Returns how many are passed over."""

@@ -21,6 +21,9 @@ from tests.support.worker import (
 )
 
 BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
+# Bounds a hang, not speed (that is measured by make bench): a quiet machine catches up in one to
+# three minutes, one shared with other test suites took over four.
+CATCH_UP_LIMIT_S = 600
 
 
 def test_partitions_handed_over_between_workers_under_load_lose_and_double_nothing(
@@ -57,7 +60,7 @@ def test_partitions_handed_over_between_workers_under_load_lose_and_double_nothi
         second.kill9()
         second.start()
         second.wait_ready()
-        assert wait_for_oracle(first, oracle, timeout=240) == []
+        assert wait_for_oracle(first, oracle, timeout=CATCH_UP_LIMIT_S) == []
     finally:
         first.stop()
         second.stop()

@@ -31,6 +31,9 @@ from tests.support.worker import (
 )
 
 BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
+# Bounds a hang, not speed (that is measured by make bench): a quiet machine catches up in one to
+# three minutes, one shared with other test suites took over four.
+CATCH_UP_LIMIT_S = 600
 TPL = ["3PL-EU"]
 
 
@@ -60,7 +63,7 @@ def test_ledger_equals_oracle_after_repeated_kill_9(kafka_bootstrap: str, tmp_pa
             kills += 1
             worker.start()
         worker.wait_ready()
-        assert wait_for_oracle(worker, oracle, timeout=240) == []
+        assert wait_for_oracle(worker, oracle, timeout=CATCH_UP_LIMIT_S) == []
         assert worker.starts == 6
     finally:
         worker.stop()

@@ -207,3 +207,13 @@ def test_a_probe_that_finds_the_record_there_falls_back_to_seeking() -> None:
     # records fetched before the seek still drain and are dropped while it takes effect.
     assert progress.admit(TP, 13, 0.1, holes_expected=True).action is Action.WAIT
     assert progress.admit(TP, 10, 0.2, holes_expected=True).process
+
+
+def test_records_draining_after_a_slow_probe_wait_instead_of_seeking_again() -> None:
+    # The probe took 3 s (executor busy): the seek is issued at t=3, and records fetched
+    # before it keep arriving; they must not set off another seek until 1 s after the seek.
+    progress = started(committed=10)
+    assert progress.admit(TP, 15, 0.0, holes_expected=True).action is Action.PROBE
+    progress.seeked(TP, 3.0)
+    assert progress.admit(TP, 16, 3.5, holes_expected=True).action is Action.WAIT
+    assert progress.admit(TP, 10, 3.6, holes_expected=True).process
