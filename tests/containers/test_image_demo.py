@@ -86,7 +86,15 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         started, since = time.monotonic(), time.time()
         sent = demo.traffic()
         demo.quiesce(timeout=opts.hold_s + 60)
-        summary = demo.summary(sent, time.monotonic() - started, since)
+        seconds = time.monotonic() - started
+        summary = demo.summary(sent, seconds, since)
+        # A push held by the sink (hold_s) may outlast the quiet spell quiesce() waits for on a
+        # loaded machine: Shopify must come to equal the ledger within 60 s more.
+        deadline = time.monotonic() + 60
+        while not summary["shopify_equals_ledger"] and time.monotonic() < deadline:
+            note(f"not equal yet after quiesce: {summary['first_differences']}")
+            time.sleep(5)
+            summary = demo.summary(sent, seconds, since)
         note(format_summary(summary))
         assert summary["events"]["applied"] > 0 and summary["pushes"]["items_acknowledged"] > 0
         assert summary["webhooks"]["received"] > 0, summary["webhooks"]
