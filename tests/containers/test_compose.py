@@ -126,7 +126,13 @@ class Stack:
                 for c in json.loads(out or "[]")}
 
     def down(self) -> None:
+        """``down -v``, and the anonymous volumes of the images' VOLUMEs with it."""
+        volumes = {m["Name"] for name in self.containers().values()
+                   for m in json.loads(podman("inspect", name).stdout)[0].get("Mounts", [])
+                   if m.get("Type") == "volume"}
         self.compose("down", "-v", "-t", "30", timeout=300)
+        if volumes:
+            podman("volume", "rm", "-f", *sorted(volumes), check=False)
 
     def save_logs(self) -> None:
         for service, name in self.containers().items():
