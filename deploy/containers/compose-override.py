@@ -3,8 +3,8 @@
     python deploy/containers/compose-override.py [OUT_DIR]    (default .tally/podman-compose)
 
 Each inline config of docker-compose.yml is written to OUT_DIR/configs/NAME (mode 0644, as
-Compose's 0444) and mounted read-only at its ``target`` in every service that uses it; the Kafka
-image becomes ``${TALLY_KAFKA_IMAGE:-apache/kafka:3.9.1}``. Prints the override's path, for
+Compose's 0444) and mounted read-only at its ``target`` in every service that uses it. Prints the
+override's path, for
 ``podman-compose -f docker-compose.yml -f PATH up``.
 """
 
@@ -21,8 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def write_override(compose_file: Path, out_dir: Path) -> Path:
     spec = yaml.safe_load(compose_file.read_text())
-    kafka_image = spec["services"]["kafka"]["image"]
-    services: dict[str, Any] = {"kafka": {"image": f"${{TALLY_KAFKA_IMAGE:-{kafka_image}}}"}}
+    services: dict[str, Any] = {}
     for name, svc in spec["services"].items():
         for ref in svc.get("configs", []):
             path = (out_dir / "configs" / ref["source"]).resolve()

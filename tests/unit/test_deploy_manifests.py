@@ -159,7 +159,7 @@ def test_compose_has_every_service() -> None:
     services = compose()["services"]
     assert {"kafka", "topics", "worker-1", "worker-2", "sink", "webhooks", "shopify-sim",
             "prometheus", "grafana"} <= set(services)
-    assert services["kafka"]["image"] == "apache/kafka:3.9.1"
+    assert services["kafka"]["image"] == "${TALLY_KAFKA_IMAGE:-apache/kafka:3.9.1}"
     kafka_env = services["kafka"]["environment"]
     assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert "KAFKA_ZOOKEEPER_CONNECT" not in kafka_env
