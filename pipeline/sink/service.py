@@ -303,9 +303,15 @@ class Sink:
                 w.task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
+            # librdkafka's synchronous commit (and close) can wait forever for a group
+            # coordinator after a broker restart: both run on daemon threads with a deadline,
+            # so a stopping sink never hangs (what is not committed is re-read, idempotently).
+            consumer = self._consumer
             with contextlib.suppress(Exception):
-                await self._commit(force=True)
-            await asyncio.to_thread(self._consumer.close)
+                await asyncio.wait_for(self._commit(force=True, blocking=_on_daemon_thread),
+                                       15)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_on_daemon_thread(consumer.close), 15)
         if self._producer is not None:
             await asyncio.to_thread(self._producer.flush, 10)
         for w in self.workers.values():
@@ -411,7 +417,8 @@ class Sink:
         self.states[push.key] = observe_ledger(state, push.available, push.ledger_version)
         return push.shop
 
-    async def _commit(self, force: bool = False) -> None:
+    async def _commit(self, force: bool = False,
+                      blocking: Callable[..., Any] = asyncio.to_thread) -> None:
         assert self._consumer is not None and self._producer is not None
         self._last_commit = self.clock()
         positions = {tp: o for tp, o in self.offsets.committable().items()
@@ -425,7 +432,7 @@ class Sink:
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
-            await asyncio.to_thread(self._consumer.commit, offsets=tps, asynchronous=False)
+            await blocking(self._consumer.commit, offsets=tps, asynchronous=False)
         except Exception as exc:  # e.g. rebalance in progress: the next commit retries
             log.warning("commit failed: %s", exc)
             return
@@ -822,6 +829,30 @@ class Sink:
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         await web.TCPSite(self._web, self.settings.web_host, self.settings.web_port).start()
+
+
+async def _on_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on a daemon thread: a call that never returns cannot keep the
+    process (or ``asyncio.run``'s executor shutdown) from ending."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            (fut.set_result if ok else fut.set_exception)(value)
+
+    def run() -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            loop.call_soon_threadsafe(settle, True, result)
+
+    threading.Thread(target=run, name="sink-blocking-call", daemon=True).start()
+    return await fut
 
 
 def backpressure(held: dict[tuple[str, int], int], paused: set[tuple[str, int]], limit: int

@@ -4,15 +4,13 @@
   documented deadline (``http_timeout_s``); the hung shop's value lands once Shopify answers;
 - a halted shop: ``/readyz`` 503 naming it, and the partitions feeding it are paused once they
   hold ``max_held_records`` unfinished records, so memory stops growing with records;
-- the broker stopped and started: ``/readyz`` 503 naming Kafka during the outage, ``/healthz``
-  200 throughout, ready again after, and pushes produced after the outage land.
+(The sink through a broker outage, as a process: tests/chaos/test_broker_outage.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import aiohttp
 
@@ -21,7 +19,6 @@ from pipeline.shopify_sim import SimConfig, run_simulator
 from pipeline.sink.config import ShopConfig
 from pipeline.sink.service import run_sink
 from tests.support.kafka import unique
-from tests.support.outage import OutageBroker, outage_broker  # noqa: F401 (fixture)
 from tests.support.sink import (
     level_ids,
     make_push,
@@ -109,42 +106,3 @@ async def test_halted_shop_not_ready_and_partitions_paused(kafka_bootstrap: str)
     assert "tally_sink_paused_partitions 2.0" in metrics
     assert f'tally_readiness_condition_ok{{condition="shop:{domain}",service="sink"}} 0.0' \
         in metrics
-
-
-async def test_sink_readiness_through_a_broker_outage(outage_broker: OutageBroker  # noqa: F811
-                                                      ) -> None:
-    bootstrap = outage_broker.bootstrap
-    topics = sink_topics(bootstrap, "outage")
-    domain = "outage-shop.myshopify.com"
-    async with run_simulator(SimConfig(seed=seed(domain, ("SKU-O", 5)))) as sim:
-        ids = level_ids(sim, "SKU-O")
-        seed_acks(bootstrap, topics.shopify_acks, [(ids, 5)])
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        async with run_sink(settings(bootstrap, topics, shop_configs(sim, "TALLY_IT_OUTAGE"),
-                                     window_s=0.2, web_port=port, web_host="127.0.0.1")):
-            produce_pushes(bootstrap, topics.shopify_push, [make_push(ids, "SKU-O", 6, 1)])
-            await wait_until(lambda: sim.level("SKU-O").get("available") == 6, 20)
-            assert (await _get(f"{url}/readyz"))[0] == 200
-            down = time.monotonic()  # stopping takes the broker a few seconds itself
-            await asyncio.to_thread(outage_broker.stop)
-            while True:
-                status, body = await _get(f"{url}/readyz")
-                if status == 503:
-                    break
-                assert time.monotonic() - down < 20, body
-                await asyncio.sleep(0.25)
-            not_ready_after = time.monotonic() - down
-            assert "kafka" in body["failing"], body
-            assert (await _get(f"{url}/healthz"))[0] == 200
-            await asyncio.sleep(3)
-            back = await asyncio.to_thread(outage_broker.start)
-            while (await _get(f"{url}/readyz"))[0] != 200:
-                assert time.monotonic() - back < 30
-                await asyncio.sleep(0.25)
-            ready_after = time.monotonic() - back
-            produce_pushes(bootstrap, topics.shopify_push, [make_push(ids, "SKU-O", 8, 2)])
-            landed = await wait_until(lambda: sim.level("SKU-O").get("available") == 8, 60)
-    print(f"\nsink: /readyz 503 {not_ready_after:.1f} s after the broker was told to stop; 200 "
-          f"{ready_after:.1f} s after it was back; a new push landed {landed:.1f} s later")
-    assert ready_after < 15
