@@ -568,6 +568,9 @@ class RunningSimulator:
         return self.sim.stats
 
 
+SHUTDOWN_STEP_S = 30.0
+
+
 @contextlib.asynccontextmanager
 async def run_simulator(config: SimConfig | None = None, host: str = "127.0.0.1",
                         port: int = 0) -> AsyncIterator[RunningSimulator]:
@@ -586,6 +589,11 @@ async def run_simulator(config: SimConfig | None = None, host: str = "127.0.0.1"
     try:
         yield RunningSimulator(sim, f"http://{host}:{bound}")
     finally:
-        await sim.stop_storefront()
-        await sim.webhooks.close()
-        await runner.cleanup()
+        # Bounded: a client killed mid-request (the sink crash tests) once left the shutdown
+        # waiting forever (seen once in CI; not reproduced since). What is left is abandoned.
+        for step in (sim.stop_storefront, sim.webhooks.close, runner.cleanup):
+            try:
+                await asyncio.wait_for(step(), SHUTDOWN_STEP_S)
+            except TimeoutError:
+                log.warning("simulator shutdown: %s did not finish in %.0f s; going on",
+                            step.__name__, SHUTDOWN_STEP_S)
