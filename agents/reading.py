@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.observability import metrics as m
 from pipeline.reading.progress import Action, ReadProgress
@@ -77,13 +77,16 @@ class InOrderReader:
         self.topics = set(topics)
         self.contiguous = set(contiguous)
         self.progress: ReadProgress[Any] = ReadProgress()
-        self._offsets = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": app.conf.id,
-            "enable.auto.commit": False, "client.id": f"{app.conf.id}-offsets",
-        })
+        self._offsets = self._offsets_client()
         self._lookup = asyncio.Lock()
         self._probe: Consumer | None = None  # one, kept: a probe per commit marker is common
         self._probe_lock = threading.Lock()
+
+    def _offsets_client(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": self.app.conf.id,
+            "enable.auto.commit": False, "client.id": f"{self.app.conf.id}-offsets",
+        })
 
     def install(self) -> None:
         """Take over from faust's read-offset filter and read committed records only; call
@@ -128,14 +131,27 @@ class InOrderReader:
         # On the consumer's own thread, between fetches: a plain seek from this thread
         # races with the fetcher, which can move the position forward again.
         self.progress.seeked(tp, time.monotonic())
-        await self.app.consumer.seek_wait({tp: seek_to})
+        await self._seek(tp, seek_to)
         return False
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        """Seek, or leave it to the watchdog when the consumer cannot now (broker away,
+        rebalancing): nothing after ``offset`` is processed before it is read."""
+        try:
+            await self.app.consumer.seek_wait({tp: offset})
+        except Exception as exc:  # the consumer's own errors: timeouts, unknown partitions
+            log.warning("seek of %s to %s failed (%s); the watchdog reads it again", tp,
+                        offset, exc)
 
     async def _pass_hole(self, tp: Any, offset: int) -> int:
         """Ask the broker for the first record at or after ``offset`` (or the end, if none);
         pass over the hole before it, if any. Returns where reading goes on."""
-        first = await asyncio.get_running_loop().run_in_executor(None, self._first_offset,
-                                                                 tp, offset)
+        try:
+            first = await asyncio.get_running_loop().run_in_executor(None, self._first_offset,
+                                                                     tp, offset)
+        except KafkaException as exc:  # the broker away: no answer, so no hole is passed
+            log.warning("probe of %s at %s failed (%s)", tp, offset, exc)
+            first = None
         if first is None or first <= offset or not self.progress.known(tp):
             return offset  # the record is there (records fetched before a seek still drain)
         passed = self.progress.hole(tp, first, time.monotonic())
@@ -174,9 +190,12 @@ class InOrderReader:
                         return int(msg.offset())
                     if error.code() == KafkaError._PARTITION_EOF:
                         return int(msg.offset())  # no record from ``offset`` to the end
+                self._probe = None  # no answer: the next probe uses a fresh client
+                probe.close()
                 return None
             finally:
-                probe.unassign()
+                if self._probe is probe:
+                    probe.unassign()
 
     def done(self, msg: Any) -> None:
         """``msg`` (admitted) is processed: its offset may be committed."""
@@ -186,8 +205,21 @@ class InOrderReader:
         async with self._lookup:
             if self.progress.known(tp):
                 return
-            committed, low = await asyncio.get_running_loop().run_in_executor(
-                None, self._committed_and_low, tp)
+            delay = 0.5
+            while True:
+                try:
+                    committed, low = await asyncio.get_running_loop().run_in_executor(
+                        None, self._committed_and_low, tp)
+                    break
+                except KafkaException as exc:  # the broker away: wait for it, never crash
+                    log.warning("committed offset of %s unknown (%s); asking again in %.1f s "
+                                "with a new client", tp, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    # A client's view of the cluster can stay stale after a broker restart
+                    # (_UNKNOWN_PARTITION for good): the next attempt uses a fresh one.
+                    old, self._offsets = self._offsets, self._offsets_client()
+                    await asyncio.get_running_loop().run_in_executor(None, old.close)
             # Nothing committed, or the committed record expired: the consumer starts at the
             # earliest record (auto.offset.reset=earliest), and so do we.
             start = low if committed == _NO_COMMIT else max(committed, low)
@@ -243,7 +275,7 @@ class InOrderReader:
                 log.warning("records wait in %s from offset %s but none arrived; reading again "
                             "(%s)", tp, seek_to, self.flow_state())
             self.progress.seeked(tp, time.monotonic())
-            await consumer.seek_wait({tp: go_on})
+            await self._seek(tp, go_on)
 
     def flow_state(self) -> str:
         """faust's flow switches: records are dropped while its flow is suspended."""
