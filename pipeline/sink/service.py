@@ -73,6 +73,7 @@ from pipeline.sink.shopify_client import ShopClient, levels_query, parse_levels
 log = logging.getLogger("tally.sink")
 KAFKA_LOG = logging.getLogger("tally.sink.kafka")  # librdkafka's own lines, as JSON logs
 SERVICE = "sink"
+READ_STALL_S = 30.0  # a read loop silent this long (e.g. stuck in a client call): not ready
 
 
 # -- acks topic ------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ class Sink:
         self.readiness.set("kafka", False, "no Kafka metadata answer yet")
         self._watchdog: health.LoopWatchdog | None = None
         self.paused: set[tuple[str, int]] = set()  # partitions paused for backpressure
-        self._last_probe = float("-inf")
+        self._last_read = self.clock()  # the read loop's last round, for ``read_loop``
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -259,13 +260,16 @@ class Sink:
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
             "reconnect.backoff.max.ms": 1000, "error_cb": self._error_cb(), "logger": KAFKA_LOG,
+            "on_commit": self._on_commit,
         })
         self._consumer.subscribe([self.topics.shopify_push], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke)
         for w in self.workers.values():
             w.task = asyncio.create_task(self._shop_loop(w), name=f"sink-shop-{w.domain}")
             self._tasks.append(w.task)
+        self._last_read = self.clock()
         self._tasks.append(asyncio.create_task(self._kafka_loop(), name="sink-kafka"))
+        self._tasks.append(asyncio.create_task(self._probe_kafka(), name="sink-kafka-probe"))
         self.ready = True
         self.readiness.set("started", True)
         self.readiness.set("kafka", True)  # the acks topic was just read
@@ -344,24 +348,31 @@ class Sink:
             self._backpressure()
             if self.clock() - self._last_commit >= self.settings.commit_interval_s:
                 await self._commit()
-            if self.clock() - self._last_probe >= self.settings.kafka_probe_interval_s:
-                self._last_probe = self.clock()
-                await self._probe_kafka()
+            self._last_read = self.clock()
 
     async def _probe_kafka(self) -> None:
-        """A cheap metadata request: Kafka is reachable again as soon as it answers."""
+        """Forever, beside the read loop (never behind it): a cheap metadata request sets the
+        ``kafka`` condition, and a read loop that has not come round for ``READ_STALL_S``
+        sets ``read_loop`` failing."""
         assert self._producer is not None
-        try:
-            md = await asyncio.to_thread(self._producer.list_topics, self.topics.shopify_push,
-                                         2.0)
-            ok, detail = bool(md.brokers), "no broker in the metadata answer"
-        except Exception as exc:  # KafkaException: timed out, transport
-            ok, detail = False, str(exc)
-        if ok:
-            self.readiness.set("kafka", True)
-        else:
-            self.readiness.set("kafka", False, f"Kafka metadata request failed: {detail}",
-                               grace_s=health.KAFKA_GRACE_S)
+        while not self._stopping:
+            try:
+                md = await asyncio.to_thread(self._producer.list_topics,
+                                             self.topics.shopify_push, 2.0)
+                ok, detail = bool(md.brokers), "no broker in the metadata answer"
+            except Exception as exc:  # KafkaException: timed out, transport
+                ok, detail = False, str(exc)
+            if ok:
+                self.readiness.set("kafka", True)
+            else:
+                self.readiness.set("kafka", False, f"Kafka metadata request failed: {detail}",
+                                   grace_s=health.KAFKA_GRACE_S)
+            stalled = self.clock() - self._last_read
+            # Stuck this long in one client call, the process will not get out by itself.
+            self.readiness.set("read_loop", stalled < READ_STALL_S,
+                               f"the push topic has not been polled for {stalled:.0f} s",
+                               live=stalled >= 4 * READ_STALL_S)
+            await asyncio.sleep(self.settings.kafka_probe_interval_s)
 
     def _backpressure(self) -> None:
         """Pause partitions holding too many unfinished records; resume them below half."""
@@ -431,12 +442,39 @@ class Sink:
             log.warning("producer not flushed; commit postponed")
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        if not force:
+            # Asynchronous: a commit waiting for a group coordinator (broker away) must not
+            # hold the read loop. Counted as committed now; ``_on_commit`` forgets a failed one
+            # so the next round sends it again.
+            try:
+                self._consumer.commit(offsets=tps, asynchronous=True)
+            except Exception as exc:  # e.g. no assignment any more: the next round retries
+                log.warning("commit failed: %s", exc)
+                return
+            self._committed.update(positions)
+            return
         try:
             await blocking(self._consumer.commit, offsets=tps, asynchronous=False)
         except Exception as exc:  # e.g. rebalance in progress: the next commit retries
             log.warning("commit failed: %s", exc)
             return
         self._committed.update(positions)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's commit result (inside consume(), on a worker thread)."""
+        failed = [(p.topic, p.partition, p.offset) for p in partitions
+                  if err is not None or p.error is not None]
+        if not failed or self._loop is None:
+            return
+
+        def forget() -> None:
+            for topic, partition, offset in failed:
+                if self._committed.get((topic, partition)) == offset:
+                    del self._committed[(topic, partition)]
+            log.warning("commit failed; sent again on the next round",
+                        extra={"fields": {"error": str(err), "partitions": len(failed)}})
+        with contextlib.suppress(RuntimeError):  # loop closed while stopping
+            self._loop.call_soon_threadsafe(forget)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # A newly assigned partition starts unpaused: forget a pause from an earlier assignment.
