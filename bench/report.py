@@ -19,6 +19,30 @@ def _f(v: Any, digits: int = 0, unit: str = "") -> str:
     return f"{v:,.{digits}f}{unit}"
 
 
+def reference_table(ref: dict[str, Any]) -> str:
+    """Tally beside the reference loops (``bench.reference``): one row per variant."""
+    lines = ["| variant | events/s | worker CPU-ms per event | Tally's ratio (CPU per event; "
+             "events/s) |", "|---|---|---|---|"]
+    for name, v in ref["variants"].items():
+        ratio = "—" if name == "tally" or v["tally_cpu_ratio"] is None else (
+            f"x{v['tally_cpu_ratio']:.2f} CPU; variant x{v['tally_rate_ratio']:.2f} events/s")
+        label = f"**{v['label']}**" if name == "tally" else v["label"]
+        lines.append(f"| {label} | {_f(v['events_per_s'])} | {_f(v['cpu_ms_per_event'], 3)} | "
+                     f"{ratio} |")
+    return (f"{ref['events_per_run']:,} events over {ref['keys']:,} SKU@locations, "
+            f"{ref['partitions']} partitions, variants interleaved, medians of "
+            f"{ref['repetitions']}:\n\n" + "\n".join(lines) + "\n")
+
+
+def core_table(c: dict[str, Any]) -> str:
+    """The pure core per source event (``bench.core``)."""
+    return ("| core, µs per source event | total | decode + validate | re-key + movement "
+            "encode | ledger step | push + audit encode |\n|---|---|---|---|---|---|\n"
+            f"| {c['events_per_run']:,} events, {c['keys']:,} keys | {_f(c['us_per_event'], 1)} "
+            f"| {_f(c['decode_us'], 1)} | {_f(c['rekey_us'], 1)} | {_f(c['ledger_us'], 1)} | "
+            f"{_f(c['encode_us'], 1)} |\n")
+
+
 def table(results: dict[str, Any]) -> str:
     r = results["benchmarks"]
     meta = results["meta"]
@@ -147,6 +171,10 @@ def write(results: dict[str, Any], out: Path) -> None:
     results["plots"] = plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     md = "# Tally benchmark results\n\n" + table(results)
+    if ref := results["benchmarks"].get("reference"):
+        md += "\n## Tally's worker beside reference loops\n\n" + reference_table(ref)
+    if c := results["benchmarks"].get("core"):
+        md += "\n## Tally's pure core (no Kafka)\n\n" + core_table(c)
     if results["plots"]:
         md += "\n" + "\n".join(f"![{p}]({p})" for p in results["plots"]) + "\n"
     if prof := results["benchmarks"].get("profile"):

@@ -19,9 +19,11 @@ from typing import Any
 
 from bench import (
     api_efficiency,
+    core,
     latency,
     profile,
     recovery,
+    reference,
     report,
     scaleout,
     throughput,
@@ -30,6 +32,8 @@ from bench import (
 from bench.common import broker, describe_machine, log
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "core": core.run,
+    "reference": reference.run,
     "profile": profile.run,
     "throughput": throughput.run,
     "api_efficiency": api_efficiency.run,
@@ -38,7 +42,8 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "scaleout": scaleout.run,
     "variants": variants.run,  # not in the default run: --only variants
 }
-DEFAULT = ["profile", "throughput", "api_efficiency", "latency", "recovery", "scaleout"]
+DEFAULT = ["core", "reference", "profile", "throughput", "api_efficiency", "latency", "recovery",
+           "scaleout"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
     p.add_argument("--report-only", action="store_true",
                    help="re-render results.md and plots from --out/results.json")
+    p.add_argument("--variant", action="append", choices=reference.VARIANTS,
+                   help="reference: run only this variant (repeatable; default all)")
     p.add_argument("--latency-seconds", type=float,
                    help="seconds per latency run (default 20; the issue's 60 s: 60)")
     args = p.parse_args(argv)
@@ -76,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, Any] = {"quick": args.quick, "reps": reps}
             if name == "latency" and args.latency_seconds:
                 kw["seconds"] = args.latency_seconds
+            if name == "reference" and args.variant:
+                kw["only"] = args.variant
             try:
                 res = BENCHMARKS[name](bootstrap, work / name, **kw)
                 res["wall_s"] = time.monotonic() - t0

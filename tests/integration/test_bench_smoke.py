@@ -33,3 +33,34 @@ def test_quick_api_efficiency_writes_positive_figures(kafka_bootstrap: str,
         assert isinstance(api[key], int | float) and api[key] > 0, (key, api[key])
     assert "api_efficiency" in (out / "results.md").read_text().lower() or \
         "inventorySetQuantities" in (out / "results.md").read_text()
+
+
+@pytest.mark.kafka
+def test_quick_core_and_reference_variants_write_figures(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    """The pure core split and the reference loops (raw, raw + core, minimal faust 2 hops)
+    beside Tally's worker: every variant reports events/s, CPU per event and Tally's ratio."""
+    out = tmp_path / "results"
+    env = {**os.environ, "TALLY_BENCH_BOOTSTRAP": kafka_bootstrap}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "core", "--only", "reference",
+         "--variant", "tally", "--variant", "raw", "--variant", "raw_core", "--variant",
+         "faust_2hops", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["errors"] == {}
+    core = results["benchmarks"]["core"]
+    parts = [core[k] for k in ("decode_us", "rekey_us", "ledger_us", "encode_us")]
+    assert all(p > 0 for p in parts) and sum(parts) <= core["us_per_event"]
+    variants = results["benchmarks"]["reference"]["variants"]
+    assert set(variants) == {"tally", "raw", "raw_core", "faust_2hops"}
+    for name, v in variants.items():
+        assert v["events_per_s"] > 0 and v["cpu_ms_per_event"] > 0, (name, v)
+        assert v["runs"][0]["events"] == results["benchmarks"]["reference"]["events_per_run"]
+        if name != "tally":
+            assert v["tally_cpu_ratio"] > 0 and v["tally_rate_ratio"] > 0, (name, v)
+    # The raw + core loop emits the core's records: pushes and audit entries.
+    assert variants["raw_core"]["runs"][0]["records_out"] > 0
+    md = (out / "results.md").read_text()
+    assert "Tally's worker beside reference loops" in md and "minimal faust, 2 hops" in md
