@@ -27,6 +27,7 @@ from agents.kits import register_kits
 from agents.reading import InOrderReader
 from agents.settings import WorkerSettings
 from pipeline.infra.kafka_topics import COMPACTED, create_missing, ensure_topics
+from pipeline.ledger import codec
 from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.decode import decode_event, load_schemas
@@ -130,7 +131,7 @@ class ConsumerLag:
 
 def history_record(movement: Movement, position: LedgerPosition, outputs: list[Any]) -> bytes:
     """One audit-trail entry: the movement applied and the position it produced."""
-    return json.dumps({
+    return codec.dumps({
         "sku": position.sku, "branch": position.branch, "source": movement.source,
         "type": movement.type, "mark": movement.mark, "op": movement.op,
         "changes": dict(movement.changes), "quantity": movement.quantity,
@@ -138,7 +139,7 @@ def history_record(movement: Movement, position: LedgerPosition, outputs: list[A
         "observed_at": movement.observed_at, "applied_at": time.time(),
         "version": position.version, "components": position.components(),
         "outcome": sorted({type(o).__name__ for o in outputs}) or ["Applied"],
-    }, separators=(",", ":")).encode()
+    })
 
 
 def position_view(position: LedgerPosition, locations: Locations) -> dict[str, Any]:
@@ -313,8 +314,8 @@ def build_app(settings: WorkerSettings) -> faust.App:
             await movements.send(key=movement.key.encode(), value=movement.to_json())
 
     async def publish(out: PublishAvailable, correlation_id: str) -> None:
-        push = out.to_push(emitted_at=time.time(), correlation_id=correlation_id)
-        await push_topic.send(key=push.key.encode(), value=push.to_json())
+        key, value = out.push_record(emitted_at=time.time(), correlation_id=correlation_id)
+        await push_topic.send(key=key, value=value)
         m.PUSHES_EMITTED.inc()
 
     async def republish_current(position: LedgerPosition, correlation_id: str) -> None:

@@ -120,7 +120,7 @@ def apply(
     updates["marks"] = _record_marks(marks, m, ctx, *extra_marks)
     updates["version"] = pos.version + 1
     updates["last_applied"] = {**pos.last_applied, m.source: ctx.now}
-    new = replace(pos, **updates)
+    new = pos.evolve(**updates)
     if changed:
         observed = m.observed_at if m.observed_at is not None else ctx.now
         new = _after_change(pos, new, ctx, observed, outputs)
@@ -236,14 +236,16 @@ def _after_change(
     outputs: list[Output],
 ) -> LedgerPosition:
     rules = ctx.rules
-    before = available_to_sell(old, rules)
     after = available_to_sell(new, rules)
     buffer = after.safety_buffer
-    if buffer > 0 and before.before_buffer > before.safety_buffer and after.before_buffer <= buffer:
-        outputs.append(SafetyBufferBreach(new.sku, new.branch, after.before_buffer, buffer))
     threshold = rules.low_stock_threshold
-    if threshold > 0 and before.value > threshold >= after.value:
-        outputs.append(LowStock(new.sku, new.branch, after.value, threshold))
+    if buffer > 0 or threshold > 0:  # the ATS before matters only for these crossings
+        before = available_to_sell(old, rules)
+        if (buffer > 0 and before.before_buffer > before.safety_buffer
+                and after.before_buffer <= buffer):
+            outputs.append(SafetyBufferBreach(new.sku, new.branch, after.before_buffer, buffer))
+        if threshold > 0 and before.value > threshold >= after.value:
+            outputs.append(LowStock(new.sku, new.branch, after.value, threshold))
     return _publish(new, after, ctx, observed, outputs, bump=False)
 
 
@@ -264,7 +266,7 @@ def _publish(
         last = pos.unmapped_reported_at
         if last is None or ctx.now - last >= ctx.unmapped_report_interval_s:
             outputs.append(ReportUnmapped(pos.sku, pos.branch, rules.shop or "", ats.value))
-            return replace(pos, unmapped_reported_at=ctx.now)
+            return pos.evolve(unmapped_reported_at=ctx.now)
         return pos
     threshold = ctx.min_publish_threshold  # per-SKU override, else the branch's
     if threshold is None:
@@ -272,10 +274,10 @@ def _publish(
     value = publish_value(ats.value, threshold)
     if value == pos.last_published_ats:
         # Shopify already shows this value: nothing waits to be published.
-        return pos if pos.unpublished_since is None else replace(pos, unpublished_since=None)
+        return pos if pos.unpublished_since is None else pos.evolve(unpublished_since=None)
     since = observed if pos.unpublished_since is None else min(pos.unpublished_since, observed)
     if ctx.defer_publish:
-        return replace(pos, unpublished_since=since)
+        return pos.evolve(unpublished_since=since)
     version = pos.version + 1 if bump else pos.version
     outputs.append(
         PublishAvailable(
@@ -290,4 +292,4 @@ def _publish(
             breakdown=ats.as_dict(),
         )
     )
-    return replace(pos, last_published_ats=value, unpublished_since=None, version=version)
+    return pos.evolve(last_published_ats=value, unpublished_since=None, version=version)

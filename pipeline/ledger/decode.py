@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
+from pipeline.ledger import codec
 from pipeline.ledger.events import EVENT_TYPES, MAX_QUANTITY, Rejection, SourceEvent
 from pipeline.ledger.fastcheck import Check, Unsupported, compile_schema
 from pipeline.ledger.identifiers import location_problem, sku_problem, transaction_id_problem
@@ -92,6 +93,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-JSON constant {name}")
 
 
+# json.loads(text, parse_constant=...) builds this decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is an int subclass; 5.0 passes JSON Schema "integer"
 
@@ -122,12 +127,13 @@ def _decode(
         return Rejection("malformed_json", f"expected bytes, got {type(raw).__name__}")
     if len(raw) > MAX_PAYLOAD_BYTES:
         return Rejection("too_large", f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
+    data = bytes(raw)
     try:
-        text = bytes(raw).decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", str(exc)[:_DETAIL_MAX])
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = codec.loads_text(text, data, _DECODER)
     except (ValueError, RecursionError) as exc:
         return Rejection("malformed_json", str(exc)[:_DETAIL_MAX])
     if not isinstance(obj, dict):

@@ -159,11 +159,14 @@ class SourceEvent:
 _FIELDS = frozenset(SourceEvent.__dataclass_fields__) - {"occurred_ts", "as_of_ts", "digest"}
 
 
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def content_digest(data: dict[str, Any]) -> str:
     """A short digest of what a line says (``meta``, free-form tracing data, left out): a line
     sent again with the same source, transaction and line but another digest is a conflict."""
-    canonical = json.dumps({k: v for k, v in data.items() if k != "meta"}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode({k: v for k, v in data.items() if k != "meta"})
     return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 

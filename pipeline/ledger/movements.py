@@ -6,10 +6,10 @@ internal ``tally.movements.v1`` topic keyed by ``Movement.key``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
+from pipeline.ledger import codec
 from pipeline.ledger.events import SourceEvent, parse_time
 
 # Ledger components. FOLDABLE ones are changed by deltas that the on-hand owner's next snapshot
@@ -139,7 +139,8 @@ class Movement:
         return ledger_key(self.sku, self.branch)
 
     def with_observed_at(self, observed_at: float) -> Movement:
-        return replace(self, observed_at=observed_at)
+        return Movement(*[observed_at if name == "observed_at" else getattr(self, name)
+                          for name in _MOVEMENT_FIELDS])
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -171,7 +172,7 @@ class Movement:
         return out
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return codec.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Movement:
@@ -198,7 +199,10 @@ class Movement:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Movement:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(codec.loads(raw))
+
+
+_MOVEMENT_FIELDS = tuple(f.name for f in fields(Movement))
 
 
 def to_movements(event: SourceEvent) -> list[Movement]:

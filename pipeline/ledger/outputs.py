@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.messages import ShopifyPush
+from pipeline.ledger import codec
+from pipeline.messages import ShopifyPush, push_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,19 @@ class PublishAvailable:
             breakdown=dict(self.breakdown),
             correlation_id=correlation_id,
         )
+
+    def push_record(self, *, emitted_at: float, correlation_id: str = "") -> tuple[bytes, bytes]:
+        """``(key, value)`` of ``to_push(...)`` on the push topic, byte for byte what
+        ``push.key.encode(), push.to_json()`` give, without the dataclass and the deep copy of
+        ``dataclasses.asdict`` (a fifth of the core's time per event)."""
+        return push_key(self.shop, self.inventory_item_id, self.location_id).encode(), \
+            codec.dumps_sorted({
+                "shop": self.shop, "inventory_item_id": self.inventory_item_id,
+                "location_id": self.location_id, "sku": self.sku, "branch": self.branch,
+                "available": self.available, "ledger_version": self.ledger_version,
+                "oldest_event_at": self.oldest_event_at, "emitted_at": emitted_at,
+                "breakdown": dict(self.breakdown), "correlation_id": correlation_id,
+            })
 
 
 @dataclass(frozen=True, slots=True)

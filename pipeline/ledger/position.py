@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from pipeline.ledger import codec
 from pipeline.ledger.movements import COMPONENTS, ON_HAND, PENDING_SALES, ledger_key
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -137,7 +137,7 @@ class LedgerPosition:
         return d
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return codec.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LedgerPosition:
@@ -162,4 +162,13 @@ class LedgerPosition:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> LedgerPosition:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(codec.loads(raw))
+
+    def evolve(self, **changes: Any) -> LedgerPosition:
+        """``dataclasses.replace(self, **changes)``, without its per-call introspection (the
+        ledger makes one or two per movement)."""
+        return LedgerPosition(*[changes.pop(name) if name in changes else getattr(self, name)
+                                for name in _FIELDS], **changes)
+
+
+_FIELDS = tuple(f.name for f in fields(LedgerPosition))
