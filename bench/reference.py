@@ -184,7 +184,8 @@ def faust_min(bootstrap: str, workdir: Path, *, hops: int, events: list[tuple[st
            "BENCH_FAUST_BOOTSTRAP": bootstrap, "BENCH_FAUST_DATADIR": str(workdir / "data"),
            "BENCH_FAUST_PARTITIONS": str(PARTITIONS), "BENCH_FAUST_WEB_PORT": str(free_port()),
            "BENCH_FAUST_SOURCES": ",".join(sources), "BENCH_FAUST_MID": mid,
-           "BENCH_FAUST_OUT": out}
+           "BENCH_FAUST_OUT": out,
+           "TALLY_COMMIT_INTERVAL_SECONDS": "0.5"}  # what tests.support.worker gives Tally
     log_file = workdir / "faust.log"
     proc = subprocess.Popen([sys.executable, "-m", "bench.faust_min", "worker",
                              "--loglevel=info"], env=env, cwd=ROOT,
@@ -219,10 +220,10 @@ def _tally(bootstrap: str, workdir: Path, events: list[tuple[str, bytes]],
     return res, {topic: system for system, topic in topics.sources().items()}
 
 
-def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int,
-        only: list[str] | None = None) -> dict[str, Any]:
+def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, only: list[str] | None = None,
+        events_per_run: int | None = None) -> dict[str, Any]:
     skus = 2_000 if quick else 20_000  # x 5 branches = 10,000 / 100,000 SKU@locations
-    n = 3_000 if quick else 40_000
+    n = events_per_run or (3_000 if quick else 40_000)
     names = [v for v in VARIANTS if not only or v in only]
     locations, catalog = scenario(workdir, skus)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in names}

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
     p.add_argument("--report-only", action="store_true",
                    help="re-render results.md and plots from --out/results.json")
-    p.add_argument("--variant", action="append", choices=reference.VARIANTS,
-                   help="reference: run only this variant (repeatable; default all)")
+    p.add_argument("--variant", action="append",
+                   choices=sorted({*reference.VARIANTS, *variants.VARIANTS}),
+                   help="reference / variants: run only this variant (repeatable)")
+    p.add_argument("--events", type=int, help="reference / variants: events per run")
     p.add_argument("--latency-seconds", type=float,
                    help="seconds per latency run (default 20; the issue's 60 s: 60)")
     args = p.parse_args(argv)
@@ -83,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, Any] = {"quick": args.quick, "reps": reps}
             if name == "latency" and args.latency_seconds:
                 kw["seconds"] = args.latency_seconds
-            if name == "reference" and args.variant:
+            if name in ("reference", "variants"):
                 kw["only"] = args.variant
+                kw["events_per_run"] = args.events
             try:
                 res = BENCHMARKS[name](bootstrap, work / name, **kw)
                 res["wall_s"] = time.monotonic() - t0

@@ -7,8 +7,14 @@ or command line, never its code:
 * ``loglevel_warn`` — ``--loglevel=warn`` (what ``tests.support.worker`` uses): faust's terminal
   spinner then sets the root logger to DEBUG, so every aiokafka/faust ``log.debug`` builds a
   record.
-* ``linger_5ms`` — ``PRODUCER_LINGER=0.005`` (faust's env name for ``producer_linger``): the
-  worker's four produces per event are batched per partition instead of one request each.
+* ``linger_0ms`` / ``linger_20ms`` — ``TALLY_PRODUCER_LINGER_MS`` (default 5): how long faust's
+  producer waits to batch the worker's produces (movement, changelog, push, history) per
+  partition.
+* ``batch_64k`` — ``PRODUCER_MAX_BATCH_SIZE=65536`` (faust's default 16 KiB per partition batch).
+* ``gzip`` — ``PRODUCER_COMPRESSION_TYPE=gzip`` (the one codec aiokafka has without extra
+  packages): less for the broker to write, more for the worker to do.
+
+``--variant NAME`` (repeatable) runs a subset; ``baseline`` always runs (the ratios' base).
 """
 
 from __future__ import annotations
@@ -22,17 +28,24 @@ from bench.throughput import encoded_events, run_ledger
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "loglevel_warn": {"loglevel": "warn"},
-    "linger_5ms": {"extra_env": {"PRODUCER_LINGER": "0.005"}},
+    "linger_0ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "0"}},
+    "linger_20ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "20"}},
+    "batch_64k": {"extra_env": {"PRODUCER_MAX_BATCH_SIZE": "65536"}},
+    "gzip": {"extra_env": {"PRODUCER_COMPRESSION_TYPE": "gzip"}},
 }
 
 
-def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int) -> dict[str, Any]:
+def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, only: list[str] | None = None,
+        events_per_run: int | None = None) -> dict[str, Any]:
     skus = 2_000 if quick else 20_000
-    n = 3_000 if quick else 30_000
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in VARIANTS}
+    n = events_per_run or (3_000 if quick else 30_000)
+    names = [k for k in VARIANTS if k == "baseline" or not only or k in only]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
     for rep in range(reps):
         events = encoded_events(n, skus, seed=400 + rep)
-        for name, kw in VARIANTS.items():  # interleaved: background load hits all alike
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:  # interleaved: background load hits all alike
+            kw = VARIANTS[name]
             res = run_ledger(bootstrap, workdir / f"rep{rep}-{name}", events=events, skus=skus,
                              **kw)
             res.pop("_topics")
