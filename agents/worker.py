@@ -309,8 +309,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
             m.EVENTS_REJECTED.labels(system, result.code).inc()
             await guard.send(result.code, result.detail, msg)
             return
-        for movement in to_movements(result):
-            movement = movement.with_observed_at(msg.timestamp)
+        for movement in to_movements(result, observed_at=msg.timestamp):
             await movements.send(key=movement.key.encode(), value=movement.to_json())
 
     async def publish(out: PublishAvailable, correlation_id: str) -> None:

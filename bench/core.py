@@ -62,8 +62,7 @@ class Core:
         if isinstance(event, Rejection):
             return []
         out = []
-        for movement in to_movements(event):
-            movement = movement.with_observed_at(timestamp)
+        for movement in to_movements(event, observed_at=timestamp):
             out.append((movement.key.encode(), movement.to_json()))
         self.timings["rekey"] += time.perf_counter() - t1
         return out

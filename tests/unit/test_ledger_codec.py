@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline.ledger import codec
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.decode import decode_event
-from pipeline.ledger.movements import Movement
+from pipeline.ledger.movements import Movement, to_movements
 from pipeline.ledger.outputs import PublishAvailable
 from pipeline.ledger.position import Hold, LedgerPosition, Pending, pack_mark
 from pipeline.ledger.rules import LocationRules
@@ -142,3 +142,14 @@ def test_fast_ats_dict_and_position_update_equal_the_dataclass_ones() -> None:
     assert pos.evolve(version=8, on_hand=1) == dataclasses.replace(pos, version=8, on_hand=1)
     with pytest.raises(TypeError):
         pos.evolve(no_such_field=1)
+
+
+def test_movements_made_with_observed_at_equal_the_copies() -> None:
+    from pipeline.simulation.traffic import TrafficGenerator
+
+    gen = TrafficGenerator(skus=["SKU-1", "SKU-2"], branches=["STORE-1", "WH-1"], seed=3)
+    for system, raw in gen.encoded(200):
+        event = decode_event(raw, source_topic_system=system, known_locations=LOCATIONS)
+        assert not hasattr(event, "code"), event
+        assert to_movements(event, observed_at=12.5) == [
+            m.with_observed_at(12.5) for m in to_movements(event)]
