@@ -89,6 +89,7 @@ TRANSFER_SHORTFALL_UNITS = Counter(
     "tally_transfer_shortfall_units_total", "Units still in transit when a transfer was closed."
 )
 EXPIRY_RESEND_S = 30.0  # an expiry sent but not yet applied is sent again after this long
+HELD_FULL_SCAN_S = 300.0  # the expiry timer reads every position this often (see HeldKeys)
 REBALANCE_GRACE_S = 15.0  # a rebalance shorter than this does not make the worker unready
 NO_PROGRESS_S = 60.0  # a partition with records waiting and none processed this long: unready
 
@@ -127,6 +128,39 @@ class ConsumerLag:
             seconds, records = self.gauges[consumer]
             records.set(behind)
             seconds.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+
+
+class HeldKeys:
+    """Keys of this worker's positions that have holds, so the expiry timer reads those and not
+    every position: a scan of 100,000 positions every 5 s cost 2.5 CPU-s per 30 s of an idle
+    worker (~8 % of a core; 1M keys, most of one). The ledger agent, the one writer, notes each
+    write; a full scan rebuilds the set after every assignment (and every ``full_scan_s``, as a
+    safety net)."""
+
+    def __init__(self, full_scan_s: float = HELD_FULL_SCAN_S) -> None:
+        self.keys: set[bytes] = set()
+        self.full_scan_s = full_scan_s
+        self.full_due = True
+        self.last_full = float("-inf")
+
+    def written(self, key: bytes, position: LedgerPosition) -> None:
+        if position.holds:
+            self.keys.add(key)
+        else:
+            self.keys.discard(key)
+
+    def reset(self) -> None:
+        """Partitions moved: the set is rebuilt by the next full scan."""
+        self.keys.clear()
+        self.full_due = True
+
+    def needs_full_scan(self, now: float) -> bool:
+        return self.full_due or now - self.last_full >= self.full_scan_s
+
+    def rebuilt(self, keys: set[bytes], now: float) -> None:
+        self.keys = keys
+        self.full_due = False
+        self.last_full = now
 
 
 def history_record(movement: Movement, position: LedgerPosition, outputs: list[Any]) -> bytes:
@@ -229,6 +263,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         "positions", partitions=settings.partitions, key_type=bytes, value_type=bytes,
         options={"block_cache_size": settings.block_cache_bytes},
     )
+    held = HeldKeys()
     kits = register_kits(app, settings, locations=locations, catalog=catalog, reader=reader,
                          guard=guard, push_topic=push_topic, unmapped_topic=unmapped)
 
@@ -247,11 +282,13 @@ def build_app(settings: WorkerSettings) -> faust.App:
         # Hand over exactly what was processed; the next owner starts there.
         await reader.commit(revoked)
         reader.restart(revoked)
+        held.reset()
 
     @app.on_partitions_assigned.connect
     async def restart_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         # Every assignment starts again at the group's committed offset.
         reader.restart(assigned)
+        held.reset()
 
     @app.timer(interval=settings.commit_interval_s)
     async def commit_processed() -> None:
@@ -370,6 +407,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
         # Written even for a duplicate: a crash may have left the local store ahead of the
         # changelog, and rewriting makes the changelog catch up (see docs/ledger.md).
         positions[key] = new.to_json()
+        held.written(key, new)
         m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
         await handle_outputs(msg, outputs, new, movement, correlation_id)
         await kits.after_apply(position, new, rules, outputs)
@@ -436,9 +474,15 @@ def build_app(settings: WorkerSettings) -> faust.App:
             return
         now = time.time()
         active = 0
-        for key, raw in list(positions.items()):
+        if held.needs_full_scan(time.monotonic()) and app.tables.recovery.completed.is_set():
+            with_holds = [(key, raw) for key, raw in positions.items()
+                          if raw is not None and b'"h":' in raw]  # no parse for most positions
+            held.rebuilt({key for key, _ in with_holds}, time.monotonic())
+        else:
+            with_holds = [(key, positions.get(key)) for key in list(held.keys)]
+        for key, raw in with_holds:
             if raw is None or b'"h":' not in raw:
-                continue  # no holds: skip the parse (most positions)
+                continue
             position = LedgerPosition.from_json(raw)
             active += sum(1 for h in position.holds.values() if h.kind == "reservation")
             for ref, _ in expired_reservations(position, now):
