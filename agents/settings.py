@@ -53,7 +53,7 @@ class WorkerSettings:
         default_factory=lambda: int(os.environ.get("TALLY_STANDBY_REPLICAS", "0"))
     )
     producer_linger_ms: int = field(
-        default_factory=lambda: int(os.environ.get("TALLY_PRODUCER_LINGER_MS", "5"))
+        default_factory=lambda: int(os.environ.get("TALLY_PRODUCER_LINGER_MS", "20"))
     )
     commit_interval_s: float = field(
         default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))

@@ -7,7 +7,7 @@ or command line, never its code:
 * ``loglevel_warn`` — ``--loglevel=warn`` (what ``tests.support.worker`` uses): faust's terminal
   spinner then sets the root logger to DEBUG, so every aiokafka/faust ``log.debug`` builds a
   record.
-* ``linger_0ms`` / ``linger_20ms`` — ``TALLY_PRODUCER_LINGER_MS`` (default 5): how long faust's
+* ``linger_0ms`` / ``linger_5ms`` — ``TALLY_PRODUCER_LINGER_MS`` (default 20): how long faust's
   producer waits to batch the worker's produces (movement, changelog, push, history) per
   partition.
 * ``batch_64k`` — ``PRODUCER_MAX_BATCH_SIZE=65536`` (faust's default 16 KiB per partition batch).
@@ -29,7 +29,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "loglevel_warn": {"loglevel": "warn"},
     "linger_0ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "0"}},
-    "linger_20ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "20"}},
+    "linger_5ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "5"}},  # the default until 20
     "batch_64k": {"extra_env": {"PRODUCER_MAX_BATCH_SIZE": "65536"}},
     "gzip": {"extra_env": {"PRODUCER_COMPRESSION_TYPE": "gzip"}},
 }
