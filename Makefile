@@ -46,8 +46,8 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-# Chaos (also in `make test`): the broker stopped and started under traffic, webhooks and sink as
-# processes; prints its seed (replay with TALLY_CHAOS_SEED=<seed> make chaos) and what it measured.
+# Chaos (also in `make test`): broker outage, kill -9 of every service, a hostile Shopify, a halted
+# shop; each prints its seed (replay with TALLY_CHAOS_SEED=<seed> make chaos) and what it measured.
 .PHONY: chaos
 chaos: setup
 	$(BIN)/pytest tests/chaos -s -p no:cacheprovider $(PYTEST_ARGS)
