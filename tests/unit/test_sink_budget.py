@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.sink.budget import Budgets, CostReport, ShopBudget
+from pipeline.shopify.budget import Budgets, CostReport, ShopBudget, pace_delay
 
 
 @dataclass
@@ -145,3 +145,9 @@ def test_cost_report_parses_shopify_extensions_and_throttled_null_actual() -> No
     report = CostReport.from_extensions(body)
     assert report == CostReport(12.0, None, 2000.0, 3.0, 100.0)
     assert CostReport.from_extensions({"data": {}}) is None
+
+
+def test_pace_delay() -> None:
+    assert pace_delay(100, 500, 50) == 0.0
+    assert pace_delay(100, 50, 50) == 1.0
+    assert pace_delay(100, 150, 50, reserve=100) == 1.0

@@ -208,3 +208,12 @@ class Budgets:
         if shop not in self.shops:
             self.shops[shop] = ShopBudget(config=self.config)
         return self.shops[shop]
+
+
+def pace_delay(requested: float, available: float, restore_rate: float,
+               reserve: float = 0.0) -> float:
+    """Seconds to wait before a call of ``requested`` points fits the bucket (leaky bucket)."""
+    missing = requested + reserve - available
+    if missing <= 0:
+        return 0.0
+    return missing / max(restore_rate, 1e-9)
