@@ -19,6 +19,7 @@ from pipeline.sink.batching import BatchItem
 from pipeline.sink.coalescing import Coalescer, Entry, Offer
 from pipeline.sink.compare_and_set import (
     CasPolicy,
+    Decision,
     KeyState,
     Push,
     ReadLevel,
@@ -34,6 +35,7 @@ from pipeline.sink.offsets import OffsetTracker, SourceRef
 from pipeline.sink.responses import ItemError, Rejected
 
 TopicPartition = tuple[str, int]
+Pushes = dict[str, tuple[Push, Entry]]  # key -> the push decided and the entry it is for
 
 
 @dataclass
@@ -221,61 +223,84 @@ class SinkCore:
 
     def plan_round(self, domain: str, now: float) -> Round:
         """One flush decision for a shop: what to send next, or how long to wait."""
-        shop = self.shops[domain]
         entries = self.coalescer.eligible(domain, now)
         if not entries:
             parked = [e.not_before for e in self.coalescer.pending(domain)
                       if e.not_before is not None and e.not_before != float("inf")]
             return Round(Idle(max(0.0, min(parked) - now) if parked else 1.0))
-        budget = shop.budget
+        budget = self.shops[domain].budget
         full = max(1, budget.max_items(now, when_full=True))
         age = self.coalescer.oldest_dirty_age(domain, now) or 0.0
         if age < self.flush.window_s and len(entries) < full:
             return Round(Idle(self.flush.window_s - age))
+        pushes, reads, acks = self._decide_keys(domain, entries, full, now)
+        if reads:
+            return Round(ReadLevels(tuple(reads)), acks)
+        if not pushes:
+            return Round(Again(), acks)
+        return Round(self._batch(domain, pushes, now), acks)
 
-        pushes: dict[str, tuple[Push, Entry]] = {}
+    def _decide_keys(self, domain: str, entries: list[Entry], full: int, now: float
+                     ) -> tuple[Pushes, list[Entry], tuple[UpToDateAck, ...]]:
+        """Compare-and-set for each eligible key, up to a full batch of pushes: the pushes, the
+        keys to read first, and the acks of keys already up to date (parked and idle keys are
+        settled here)."""
+        unreadable = self.shops[domain].unreadable
+        pushes: Pushes = {}
         reads: list[Entry] = []
         acks: list[UpToDateAck] = []
         for entry in entries:
             if len(pushes) >= full:
                 break
-            key = entry.key
-            state = self.state(key)
-            if state.acked is None and key in shop.unreadable and state.target is not None:
-                # No level readable: send it anyway (changeFromQuantity 0 still guards), so
-                # Shopify's own error can be dead-lettered with the item.
-                assert state.target_version is not None
-                pushes[key] = (Push(state.target, 0, state.target_version, state.round), entry)
-                continue
-            state, d = decide(state, now)
-            self.states[key] = state
+            d = self._decide_key(entry, entry.key in unreadable, now)
             if isinstance(d, Push):
-                pushes[key] = (d, entry)
+                pushes[entry.key] = (d, entry)
             elif isinstance(d, ReadLevel):
                 if len(reads) < self.flush.max_reads_per_call:
                     reads.append(entry)
-            elif isinstance(d, Wait):
-                self.coalescer.park(key, d.until)
-            elif isinstance(d, UpToDate):
-                refs = self.coalescer.resolve_pending(key)
-                if state.acked is not None and state.acked_version is not None:
-                    acks.append(UpToDateAck(entry, state))
-                self.offsets.done(refs)
-            else:  # Idle: nothing known to push
-                self.offsets.done(self.coalescer.resolve_pending(key))
-        if reads:
-            return Round(ReadLevels(tuple(reads)), tuple(acks))
-        if not pushes:
-            return Round(Again(), tuple(acks))
+            elif (ack := self._settle(entry, d)) is not None:
+                acks.append(ack)
+        return pushes, reads, tuple(acks)
+
+    def _decide_key(self, entry: Entry, unreadable: bool, now: float) -> Decision:
+        key = entry.key
+        state = self.state(key)
+        if state.acked is None and unreadable and state.target is not None:
+            # No level readable: send it anyway (changeFromQuantity 0 still guards), so
+            # Shopify's own error can be dead-lettered with the item.
+            assert state.target_version is not None
+            return Push(state.target, 0, state.target_version, state.round)
+        state, d = decide(state, now)
+        self.states[key] = state
+        return d
+
+    def _settle(self, entry: Entry, d: Decision) -> UpToDateAck | None:
+        """A decision needing no call: park a held raise, or resolve the entry (with an ack when
+        Shopify is known to hold the ledger's value)."""
+        key = entry.key
+        if isinstance(d, Wait):
+            self.coalescer.park(key, d.until)
+            return None
+        refs = self.coalescer.resolve_pending(key)
+        self.offsets.done(refs)
+        state = self.state(key)
+        if (isinstance(d, UpToDate) and state.acked is not None
+                and state.acked_version is not None):
+            return UpToDateAck(entry, state)
+        return None  # Idle: nothing known to push
+
+    def _batch(self, domain: str, pushes: Pushes, now: float) -> Pace | Send:
+        """The batch of ``pushes``, taken in flight, or how long the budget needs first."""
+        budget = self.shops[domain].budget
         items = tuple(BatchItem(key, e.push.inventory_item_id, e.push.location_id, p.quantity,
                                 p.change_from, p.version, p.round)
                       for key, (p, e) in pushes.items())
         wait = budget.wait_for(budget.estimate_cost(len(items)), now)
         if wait > 0:
             # Decide again after it: more keys may be dirty, the budget model moved.
-            return Round(Pace(wait), tuple(acks))
+            return Pace(wait)
         self.coalescer.take([i.key for i in items])
-        return Round(Send(items, {k: p for k, (p, _) in pushes.items()}), tuple(acks))
+        return Send(items, {k: p for k, (p, _) in pushes.items()})
 
     # -- answers -----------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
 from pipeline.shopify.backoff import Backoff
 from pipeline.shopify.budget import CostReport
-from pipeline.shopify.client import ShopClient
+from pipeline.shopify.client import HttpResult, ShopClient
 from pipeline.shopify.levels import levels_query
 from pipeline.shopify.shops import ShopConfig, load_shops
 from pipeline.sink import steps
@@ -576,65 +576,75 @@ class Sink:
         step (``steps.send_step``) executed."""
         attempt = steps.SendAttempt()
         req = build_request(w.domain, items, salt=attempt.salt)
+        while True:
+            res, outcome = await self._call(w, req)
+            attempt, step = steps.send_step(attempt, outcome, len(req.items), self.backoff,
+                                            self.settings.http_timeout_s)
+            if not isinstance(step, steps.Retry):
+                await self._finish(w, req, res.body, step, pushes)
+                return
+            m.SHOPIFY_RETRIES.labels(w.domain, step.reason[:40]).inc()
+            self.stats.retries += 1
+            if step.throttled:
+                m.SHOPIFY_THROTTLED.labels(w.domain).inc()
+                self.stats.throttled += 1
+            if step.delay is not None:
+                await asyncio.sleep(step.delay)
+            if step.new_key:
+                req = build_request(w.domain, items, salt=attempt.salt)
+
+    async def _call(self, w: ShopWorker, req: BatchRequest) -> tuple[HttpResult, Outcome]:
+        """One call of ``req`` once the budget allows it, its answer classified and counted."""
         budget = w.state.budget
         while True:
             now = self.clock()
             cost = budget.estimate_cost(len(req.items))
             wait = budget.wait_for(cost, now)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            ticket = budget.reserve(cost, now)
-            res = await w.client.post(req.body())
-            now = self.clock()
-            if res.error is not None:
-                outcome: Outcome = classify_transport_error(res.error)
-                budget.lost(ticket, now)
-            else:
-                outcome = classify(res.status, res.body, res.headers, len(req.items))
-                budget.observe(ticket, getattr(outcome, "cost", None), len(req.items), now)
-            self._observe_cost(w, getattr(outcome, "cost", None))
-            name = steps.outcome_name(outcome)
-            m.SHOPIFY_CALLS.labels(w.domain, name).inc()
-            self.stats.calls += 1
-            self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + 1
-            attempt, step = steps.send_step(attempt, outcome, len(req.items), self.backoff,
-                                            self.settings.http_timeout_s)
-            if isinstance(step, steps.Retry):
-                m.SHOPIFY_RETRIES.labels(w.domain, step.reason[:40]).inc()
-                self.stats.retries += 1
-                if step.throttled:
-                    m.SHOPIFY_THROTTLED.labels(w.domain).inc()
-                    self.stats.throttled += 1
-                if step.delay is not None:
-                    await asyncio.sleep(step.delay)
-                if step.new_key:
-                    req = build_request(w.domain, items, salt=attempt.salt)
-                continue
-            if isinstance(step, steps.AckAll):
-                self._on_applied(w, req, self.core.applied(req.items, pushes))
-            elif isinstance(step, steps.HandleRejected):
-                for dead in self.core.rejected(w.domain, req.items, step.outcome):
-                    assert dead.error is not None
-                    err = dead.error
-                    self._dead_letter_entry(dead, err.code.lower(), err.message, {
-                        "shopify_error": {"code": err.code, "message": err.message,
-                                          "field": list(err.field) if err.field else None},
-                        "shopify_response": res.body, "idempotency_key": req.idempotency_key})
-            elif isinstance(step, steps.SplitHalves):
-                half = len(req.items) // 2
-                for part in (list(req.items[:half]), list(req.items[half:])):
-                    await self._send(w, part, pushes)
-            elif isinstance(step, steps.DeadLetterAll):
-                for dead in self.core.dead_letter_all(req.items):
-                    self._dead_letter_entry(dead, step.reason.lower(), step.detail, {
-                        "shopify_response": res.body, "idempotency_key": req.idempotency_key})
-            else:
-                assert isinstance(step, steps.HaltShop)
-                log.error("shop halted: %s", step.reason,
-                          extra={"fields": {"shop": w.domain, "detail": step.detail[:500]}})
-                self.core.halt(w.domain, step.reason, req.items)
-            return
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        ticket = budget.reserve(cost, now)
+        res = await w.client.post(req.body())
+        now = self.clock()
+        if res.error is not None:
+            outcome: Outcome = classify_transport_error(res.error)
+            budget.lost(ticket, now)
+        else:
+            outcome = classify(res.status, res.body, res.headers, len(req.items))
+            budget.observe(ticket, getattr(outcome, "cost", None), len(req.items), now)
+        self._observe_cost(w, getattr(outcome, "cost", None))
+        name = steps.outcome_name(outcome)
+        m.SHOPIFY_CALLS.labels(w.domain, name).inc()
+        self.stats.calls += 1
+        self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + 1
+        return res, outcome
+
+    async def _finish(self, w: ShopWorker, req: BatchRequest, body: dict[str, Any] | None,
+                      step: steps.SendStep, pushes: Mapping[str, Push]) -> None:
+        """Execute a batch's final step."""
+        if isinstance(step, steps.AckAll):
+            self._on_applied(w, req, self.core.applied(req.items, pushes))
+        elif isinstance(step, steps.HandleRejected):
+            for dead in self.core.rejected(w.domain, req.items, step.outcome):
+                assert dead.error is not None
+                err = dead.error
+                self._dead_letter_entry(dead, err.code.lower(), err.message, {
+                    "shopify_error": {"code": err.code, "message": err.message,
+                                      "field": list(err.field) if err.field else None},
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+        elif isinstance(step, steps.SplitHalves):
+            half = len(req.items) // 2
+            for part in (list(req.items[:half]), list(req.items[half:])):
+                await self._send(w, part, pushes)
+        elif isinstance(step, steps.DeadLetterAll):
+            for dead in self.core.dead_letter_all(req.items):
+                self._dead_letter_entry(dead, step.reason.lower(), step.detail, {
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+        else:
+            assert isinstance(step, steps.HaltShop)
+            log.error("shop halted: %s", step.reason,
+                      extra={"fields": {"shop": w.domain, "detail": step.detail[:500]}})
+            self.core.halt(w.domain, step.reason, req.items)
 
     def _on_applied(self, w: ShopWorker, req: BatchRequest, acked: list[AckedItem]) -> None:
         wall = self.wall()
