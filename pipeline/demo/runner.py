@@ -234,8 +234,12 @@ class Demo:
             time.sleep(1.0)
         raise RuntimeError(f"the worker did not apply the {what} in {timeout:.0f}s")
 
-    def traffic(self) -> int:
-        """Upstream events at ``rate`` for ``duration`` seconds; returns how many."""
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def traffic(self, on_tick: Callable[[float], None] | None = None) -> int:
+        """Upstream events at ``rate`` for ``duration`` seconds; returns how many.
+        ``on_tick(elapsed)`` runs every ~50 ms (the chaos tests inject their faults there)."""
         o = self.opts
         gen = TrafficGenerator(skus=self.world.sku_names,
                                branches=[b.id for b in self.world.branches],
@@ -250,6 +254,8 @@ class Demo:
                 self.produce(list(gen.encoded(due)), producer)
                 sent += due
             self.post_true_stock()
+            if on_tick is not None:
+                on_tick(elapsed)
             if time.monotonic() - last_report >= 5.0:
                 last_report = time.monotonic()
                 self.progress(elapsed, sent)
@@ -289,9 +295,13 @@ class Demo:
             http_json(f"{self.sim_url}/_sim/true-stock", rows[start:start + 1000])
 
     def progress(self, elapsed: float, sent: int) -> None:
-        counts = self.worker_counts()
-        sink = http_json(f"{self.sink_url}/stats")
-        sim = http_json(f"{self.sim_url}/_sim/stats")
+        try:
+            counts = self.worker_counts()
+            sink = http_json(f"{self.sink_url}/stats")
+            sim = http_json(f"{self.sim_url}/_sim/stats")
+        except OSError as exc:  # a service restarting (the chaos tests kill them)
+            self.say(f"[{elapsed:5.1f}s] events sent {sent}; progress not available: {exc}")
+            return
         orders = sim.get("orders", {})
         self.say(f"[{elapsed:5.1f}s] events sent {sent}, applied {counts['applied']:.0f}, "
                  f"items pushed {sink['items_acked']} in {sink['calls']} calls, "
@@ -370,17 +380,21 @@ class Demo:
             out.append((b.id, b, rules.shopify_location_id or ""))
         return out
 
-    def ledger_ats(self) -> dict[str, int]:
-        """ATS of every key from the worker's changelog (what a recovering worker restores)."""
-        out: dict[str, int] = {}
+    def ledger_positions(self) -> dict[str, LedgerPosition]:
+        """Every key's position from the worker's changelog (what a recovering worker
+        restores)."""
+        out: dict[str, LedgerPosition] = {}
         topic = f"tally-demo-{self.run_id}-positions-changelog"
         for _, value in read_to_end(self.bootstrap, topic):
-            if value is None:
-                continue
-            position = LedgerPosition.from_json(value)
-            out[position.key] = available_to_sell(
-                position, self.locations.rules(position.branch)).value
+            if value is not None:
+                position = LedgerPosition.from_json(value)
+                out[position.key] = position
         return out
+
+    def ledger_ats(self) -> dict[str, int]:
+        """ATS of every key from the worker's changelog."""
+        return {key: available_to_sell(p, self.locations.rules(p.branch)).value
+                for key, p in self.ledger_positions().items()}
 
     def close(self) -> None:
         for service in reversed(self.services):

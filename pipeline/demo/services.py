@@ -93,6 +93,13 @@ class Service:
         if problem is not None:
             raise RuntimeError(f"{self.name} {problem}; see {self.log_file}")
 
+    def kill9(self) -> None:
+        """SIGKILL, as the OOM killer or a lost node would: no shutdown code runs."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def stop(self, timeout: float = 30.0) -> None:
         if not self.alive():
             return

@@ -10,8 +10,10 @@ answered 200; ledger pushes for the simulator's levels keep coming on the push t
 Checked after the outage: no webhook lost (every accepted order is on the topic), readiness of both
 services went 503 naming Kafka during the outage and 200 after, ``/healthz`` stayed 200, webhooks
 accepted again and the sink pushing again within seconds of the broker's return, and Shopify holds
-the last value of every key. Printed: the seed, and the times from broker back to each service
-ready, to the first webhook accepted and to the first push landed after the outage.
+the last value of every key. A real Prometheus scrapes both services with the project's alert
+rules (``for:`` compressed 60x): ``TallyNotReady`` fires for each service's ``kafka`` condition
+during the outage and resolves after it. Printed: the seed, and the times from broker back to each
+service ready, to the first webhook accepted and to the first push landed after the outage.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipeline.topics import Topics
 from tests.support.fixtures import SHOP, write_locations
 from tests.support.kafka import consume_all, create_topics, unique
 from tests.support.outage import OutageBroker, outage_broker  # noqa: F401 (fixture)
+from tests.support.prometheus import Prometheus, prometheus_binary
 from tests.support.sink import (
     level_ids,
     make_push,
@@ -61,7 +64,7 @@ async def test_broker_outage_with_services_as_processes(
         outage_broker: OutageBroker, tmp_path: Path) -> None:  # noqa: F811
     seed = int(os.environ.get("TALLY_CHAOS_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
-    calm_s, outage_s = rng.uniform(2, 5), rng.uniform(10, 20)
+    calm_s, outage_s = rng.uniform(2, 5), rng.uniform(14, 22)
     print(f"\nchaos seed {seed}: outage after {calm_s:.1f} s of traffic, for {outage_s:.1f} s "
           f"(replay: TALLY_CHAOS_SEED={seed} make chaos)")
     bootstrap = outage_broker.bootstrap
@@ -93,19 +96,31 @@ async def test_broker_outage_with_services_as_processes(
             **base_env, **{s.token_env: os.environ[s.token_env] for s in shops
                            if s.token_env}}, tmp_path,
             ready_url=f"http://127.0.0.1:{sink_port}/readyz")
+        prom = Prometheus(prometheus_binary(), tmp_path / "prom", {
+            "webhooks": f"127.0.0.1:{hooks_port}", "sink": f"127.0.0.1:{sink_port}"},
+            alert_time_scale=60)
         for service in (hooks, sink):
             service.start()
         try:
             for service in (hooks, sink):
                 await asyncio.to_thread(service.wait_ready, 90)
-            await _scenario(outage_broker, topics, sim, hooks_port, sink_port, secret,
+            await _scenario(outage_broker, topics, sim, prom, hooks_port, sink_port, secret,
                             calm_s, outage_s, seed)
         finally:
+            prom.stop()
             for service in (hooks, sink):
                 service.stop()
 
 
-async def _scenario(broker: OutageBroker, topics: Topics, sim: object, hooks_port: int,
+def _kafka_not_ready(alerts: list[dict]) -> set[str]:
+    """Services whose ``TallyNotReady`` alert for Kafka (or the producer) is firing."""
+    return {a["labels"]["service"] for a in alerts
+            if a["labels"]["alertname"] == "TallyNotReady" and a["state"] == "firing"
+            and a["labels"]["condition"] in ("kafka", "producer")}
+
+
+async def _scenario(broker: OutageBroker, topics: Topics, sim: object, prom: Prometheus,
+                    hooks_port: int,
                     sink_port: int, secret: str, calm_s: float, outage_s: float,
                     seed: int) -> None:
     ids = {sku: level_ids(sim, sku) for sku in SKUS}  # type: ignore[arg-type]
@@ -118,6 +133,7 @@ async def _scenario(broker: OutageBroker, topics: Topics, sim: object, hooks_por
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6)) as http:
         shopify = Deliveries(http, f"{hooks_url}/webhooks", secret, SHOP)
         hooks_probe, sink_probe = Sampler(http, hooks_url), Sampler(http, sink_url)
+        await prom.wait_ready(http)
         stop = shopify.stop
 
         async def pushes() -> None:  # the ledger's side: a new value for a key every 0.1 s
@@ -135,15 +151,27 @@ async def _scenario(broker: OutageBroker, topics: Topics, sim: object, hooks_por
         tasks = [asyncio.create_task(c) for c in (
             shopify.run(), hooks_probe.run(stop), sink_probe.run(stop), pushes())]
         await asyncio.sleep(calm_s)
+        assert await prom.alerts(http) == []  # calm before the storm
         down_at = time.monotonic()
         await asyncio.to_thread(broker.stop)
         stopped_at = time.monotonic()
-        await asyncio.sleep(outage_s)
+        firing: set[str] = set()
+        fired_after: float | None = None
+        while time.monotonic() - stopped_at < outage_s:
+            firing = _kafka_not_ready(await prom.alerts(http))
+            if firing == {"webhooks", "sink"} and fired_after is None:
+                fired_after = time.monotonic() - down_at
+            await asyncio.sleep(0.5)
         start_at = time.monotonic()  # the broker may answer before start() notices
         back_at = await asyncio.to_thread(broker.start)
         await wait_status(http, f"{hooks_url}/readyz", 200, 60)
         await wait_status(http, f"{sink_url}/readyz", 200, 60)
-        await asyncio.sleep(5)
+        resolved_started = time.monotonic()
+        while _kafka_not_ready(await prom.alerts(http)):
+            assert time.monotonic() - resolved_started < 30, "TallyNotReady never resolved"
+            await asyncio.sleep(0.5)
+        alert_resolved_after = time.monotonic() - back_at
+        await asyncio.sleep(max(0.0, 5 - (time.monotonic() - resolved_started)))
         stop.set()
         for t in tasks:
             await t
@@ -178,6 +206,8 @@ async def _scenario(broker: OutageBroker, topics: Topics, sim: object, hooks_por
         "first_webhook_accepted_after_s": round(first_accept - back_at, 2)
         if first_accept else None,
         "shopify_caught_up_after_s": round(caught_up, 1),
+        "alert_fired_after_stop_s": None if fired_after is None else round(fired_after, 1),
+        "alert_resolved_after_back_s": round(alert_resolved_after, 1),
     }
     print("chaos result " + json.dumps(report))
     assert len(shopify.accepted) == shopify.sent and not lost
@@ -194,3 +224,4 @@ async def _scenario(broker: OutageBroker, topics: Topics, sim: object, hooks_por
         after = probe.first_ok_after("/readyz", start_at)
         assert after is not None and after - (back_at - start_at) < 15, (name, after)
     assert first_accept is not None and first_accept - back_at < 10
+    assert fired_after is not None, "TallyNotReady (kafka) never fired for both services"

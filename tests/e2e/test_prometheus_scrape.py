@@ -3,7 +3,9 @@
 Worker (subprocess), sink, webhook intake and the Shopify simulator run together on the real
 broker (as in tests/e2e/scenarios/test_retail_launch.py); Debian's ``prometheus`` scrapes them
 every second. Through its HTTP API: every target is up, the key series exist, counters grow
-between two queries while traffic flows, and no series carries a ``sku`` label.
+between two queries while traffic flows, and no series carries a ``sku`` label. Prometheus loads
+the project's alert rules (``for:`` compressed 60x: five minutes become five seconds), and on
+this calm run no alert is pending or firing.
 
 ``prometheus`` comes from Debian's ``prometheus`` package (``make setup`` installs it). Without it
 this test skips locally and fails in CI (CI=true), like the promtool tests.
@@ -14,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from pipeline.sink.service import run_sink
 from pipeline.webhooks.config import ShopWebhooks, WebhookSettings
 from pipeline.webhooks.service import run_webhooks
 from tests.support.kafka import producer
+from tests.support.prometheus import Prometheus, eventually, prometheus_binary
 from tests.support.sink import settings as sink_settings
 from tests.support.sink import shop_configs
 from tests.support.worker import WorkerProcess, free_port, publish_catalog
@@ -36,24 +36,11 @@ SHOP = "tally-prom.myshopify.com"
 AT = "2026-03-10T06:00:00Z"
 LATER = "2026-03-10T06:30:00Z"
 STOCK = {"PROM-A": 50, "PROM-B": 40, "PROM-C": 30}  # at WH
-MISSING = (
-    "prometheus not found: install Debian's prometheus package "
-    "(apt-get update && apt-get install -y prometheus), or run `make setup`"
-)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    path = os.environ.get("PROMETHEUS") or shutil.which("prometheus")
-    if path is None:
-        if _in_ci():
-            pytest.fail(MISSING)
-        pytest.skip(MISSING + " (outside CI this skips; in CI it fails)")
-    return path
+    return prometheus_binary()
 
 
 def seed() -> dict:
@@ -65,69 +52,6 @@ def ev(kind: str, txn: str, sku: str, quantity: int, **extra: Any) -> bytes:
     return json.dumps({"schema_version": "1", "type": kind, "source": kind.split(".")[0],
                        "transaction_id": txn, "line": 1, "occurred_at": extra.pop("at", LATER),
                        "sku": sku, "location": "WH", "quantity": quantity, **extra}).encode()
-
-
-def scrape_config(targets: dict[str, str]) -> str:
-    jobs = "".join(
-        f"  - job_name: {job}\n    metrics_path: /metrics\n"
-        f"    static_configs:\n      - targets: ['{address}']\n"
-        for job, address in targets.items())
-    return ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\nscrape_configs:\n" + jobs)
-
-
-class Prometheus:
-    def __init__(self, binary: str, workdir: Path, targets: dict[str, str]) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config = workdir / "prometheus.yml"
-        self.config.write_text(scrape_config(targets))
-        self.log = workdir / "prometheus.log"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    async def api(self, http: aiohttp.ClientSession, path: str, **params: str) -> Any:
-        assert self.proc.poll() is None, f"prometheus exited:\n{self.tail()}"
-        async with http.get(f"{self.url}/api/v1/{path}", params=params) as r:
-            body = await r.json()
-        assert body.get("status") == "success", body
-        return body["data"]
-
-    async def query(self, http: aiohttp.ClientSession, promql: str) -> list[dict]:
-        return (await self.api(http, "query", query=promql))["result"]
-
-    async def value(self, http: aiohttp.ClientSession, promql: str) -> float | None:
-        result = await self.query(http, promql)
-        return float(result[0]["value"][1]) if result else None
-
-
-async def eventually(check, timeout: float, what: str) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = await check()
-            if last:
-                return last
-        except (AssertionError, OSError, aiohttp.ClientError, KeyError) as exc:
-            last = exc
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{what}: not reached in {timeout}s (last: {last!r})")
 
 
 # (job, PromQL) whose value must exist; the counters among them must grow with traffic.
@@ -191,7 +115,8 @@ location_id = "gid://shopify/Location/{wh}"
                     "webhooks": hooks_url.removeprefix("http://"),
                     "simulator": sim.base_url.removeprefix("http://"),
                 }
-                prom = Prometheus(prometheus_bin, tmp_path / "prom", targets)
+                prom = Prometheus(prometheus_bin, tmp_path / "prom", targets,
+                                  alert_time_scale=60)
                 await _checks(prom, http, sim, p, t, targets)
         finally:
             if prom is not None:
@@ -247,3 +172,10 @@ async def _checks(prom: Prometheus, http: aiohttp.ClientSession, sim: Any, p: An
     with_sku = await prom.query(http, 'count by (__name__, job) ({sku=~".+"})')
     assert with_sku == [], f"series with a sku label: {with_sku}"
     assert await prom.query(http, 'count({__name__=~"tally_.+", job=~".+"})')
+
+    # The calm run raises no alert: every rule loaded and evaluated, none pending or firing
+    # (with ``for:`` compressed 60x, 20 s here is 20 minutes of a real deployment).
+    assert await prom.rules_loaded(http) >= 10
+    await asyncio.sleep(20)
+    await _traffic(http, sim, p, topics, 3)
+    assert await prom.alerts(http) == []

@@ -14,26 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prometheus import debian_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
-MISSING = (
-    "promtool not found: install Debian's prometheus package "
-    "(apt-get update && apt-get install -y prometheus), or run `make setup`"
-)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = os.environ.get("PROMTOOL") or shutil.which("promtool")
-    if path is None:
-        if _in_ci():
-            pytest.fail(MISSING)
-        pytest.skip(MISSING + " (outside CI this skips; in CI it fails)")
-    return path
+    return debian_tool("promtool", "PROMTOOL")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

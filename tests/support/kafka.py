@@ -16,6 +16,7 @@ def unique(prefix: str) -> str:
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4,
                   config: dict[str, str] | None = None) -> None:
+    names = list(names)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
         [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {})
@@ -23,6 +24,19 @@ def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 4,
     )
     for f in futures.values():
         f.result(timeout=30)
+    # Created means committed by the controller; the broker may serve the topic a moment later
+    # (seconds on a loaded machine), and a client that asks before then is told it does not
+    # exist. Return once every partition has a leader.
+    wanted = set(names)
+    deadline = time.monotonic() + 60
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if all(n in topics and topics[n].error is None and topics[n].partitions
+               and all(p.leader >= 0 for p in topics[n].partitions.values())
+               for n in wanted):
+            return
+        assert time.monotonic() < deadline, f"topics not served after 60 s: {sorted(wanted)}"
+        time.sleep(0.2)
 
 
 def topic_partitions(bootstrap: str, name: str) -> int:
