@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.ledger.catalog import CatalogEntry
 from pipeline.shopify.backoff import Backoff
+from pipeline.shopify.shops import ShopConfig
 
 CHUNK = 50  # SKUs per search query: keeps query strings and costs small
 SYNC_BACKOFF = Backoff(base=0.5, cap=10.0)  # its ceiling: 0.5 s doubling, at most 10 s
@@ -53,7 +54,8 @@ def match_variants(shop: str, skus: Iterable[str], variants: Iterable[tuple[str,
     return out
 
 
-async def sync_shop(shop_cfg: Any, skus: Sequence[str], timeout_s: float = 30.0) -> SyncResult:
+async def sync_shop(shop_cfg: ShopConfig, skus: Sequence[str],
+                    timeout_s: float = 30.0) -> SyncResult:
     """Query Shopify for every SKU (in chunks) and match the answers."""
     import asyncio
 

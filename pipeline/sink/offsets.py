@@ -99,12 +99,6 @@ class OffsetTracker:
         if self._committed.get(tp) == offset:
             del self._committed[tp]
 
-    def to_commit(self) -> dict[tuple[str, int], int]:
-        """Only the positions that advanced since the last call, counted as committed."""
-        out = self.uncommitted()
-        self.committed(out)
-        return out
-
     def revoke(self, tps: list[tuple[str, int]]) -> None:
         """Forget partitions lost in a rebalance; their uncommitted records go to the new owner."""
         for tp in tps:
