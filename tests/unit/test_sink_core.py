@@ -75,10 +75,11 @@ records = st.lists(
 def test_superseded_offsets_commit_only_with_their_superseder(
     recs: list[tuple[str, int, int]], rnd: random.Random
 ) -> None:
-    """Whatever Shopify answers (levels, applied, retry, stale), the commit position is the
-    oldest record whose key has not resolved its version yet: never past it, never behind it."""
+    """Whatever Shopify answers (levels, applied, retry, stale, dead-lettered items), the commit
+    position is the oldest record whose key has not resolved its version yet (acknowledged, up to
+    date or dead-lettered): never past it, never behind it."""
     c = core()
-    resolved: dict[str, int] = {}  # key -> highest version Shopify acknowledged (or held)
+    resolved: dict[str, int] = {}  # key -> highest version acknowledged or dead-lettered
     seen: list[tuple[str, int]] = []  # (key, version) per offset
     for off, (item, version, qty) in enumerate(recs):
         p = push(item, version, qty)
@@ -95,16 +96,23 @@ def test_superseded_offsets_commit_only_with_their_superseder(
             elif isinstance(action, Send):
                 n = len(action.items)
                 answer = rnd.random()
-                if answer < 0.5:
+                if answer < 0.4:
                     for acked in c.applied(action.items, action.pushes):
                         key = acked.item.key
                         resolved[key] = max(resolved.get(key, 0), acked.item.ledger_version)
-                elif answer < 0.75:
+                elif answer < 0.6:
                     c.rejected(SHOP, action.items, Rejected((), (), tuple(range(n)), None))
-                else:
+                elif answer < 0.8:
                     stale = tuple(i for i in range(n) if rnd.random() < 0.5)
                     retry = tuple(i for i in range(n) if i not in stale)
                     c.rejected(SHOP, action.items, Rejected((), stale, retry, None))
+                else:  # some items dead-lettered (Shopify refused them), the rest retried
+                    dead = tuple(ItemError(i, "INVALID_LOCATION", "gone", None)
+                                 for i in range(n) if rnd.random() < 0.5)
+                    retry = tuple(i for i in range(n) if i not in {d.index for d in dead})
+                    for item in c.rejected(SHOP, action.items, Rejected(dead, (), retry, None)):
+                        key = item.entry.key
+                        resolved[key] = max(resolved.get(key, 0), item.entry.version)
         unfinished = [o for o, (key, v) in enumerate(seen) if resolved.get(key, 0) < v]
         pos = c.offsets.committable()[(TOPIC, 0)]
         assert all(o >= pos for o in unfinished), "committed past an unfinished record"
