@@ -204,7 +204,7 @@ class Movement:
 def to_movements(event: SourceEvent) -> list[Movement]:
     """Split a validated event into one Movement per affected ``sku@branch``."""
     q = event.quantity
-    base = {
+    base: dict[str, Any] = {
         "sku": event.sku,
         "source": event.source,
         "type": event.type,
