@@ -46,8 +46,8 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-# Chaos (also in `make test`): the broker stopped and started under traffic, webhooks and sink as
-# processes; prints its seed (replay with TALLY_CHAOS_SEED=<seed> make chaos) and what it measured.
+# Chaos (also in `make test`): broker outage, kill -9 of every service, a hostile Shopify, a halted
+# shop; each prints its seed (replay with TALLY_CHAOS_SEED=<seed> make chaos) and what it measured.
 .PHONY: chaos
 chaos: setup
 	$(BIN)/pytest tests/chaos -s -p no:cacheprovider $(PYTEST_ARGS)
@@ -70,11 +70,15 @@ bench: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# Kubernetes manifests (deploy/k8s, every resource of kustomization.yaml) against the API's
-# schemas shipped by the pinned kubernetes-validate package, strict (unknown fields fail).
+# ruff; the import contracts (pyproject.toml: domain cores import no adapter, services do not
+# import each other's shells); mypy (strict for the ledger and sink cores); the Kubernetes
+# manifests (deploy/k8s, every resource of kustomization.yaml) against the API's schemas shipped
+# by the pinned kubernetes-validate package, strict (unknown fields fail).
 K8S_VERSION ?= 1.33.0
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) \
 	  $(addprefix deploy/k8s/,$(shell sed -n 's/^  - \(.*\.yaml\)$$/\1/p' deploy/k8s/kustomization.yaml))
 

@@ -195,9 +195,9 @@ def legacy_snapshots(rows: Iterable[dict[str, str]], as_of: str, system: str = "
     stamp = dt.datetime.fromtimestamp(parse_time(as_of), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     by_location: dict[str, list[tuple[str, int]]] = {}
     for row in rows:
-        qty = row.get("on_hand", row.get("quantity", ""))
+        raw_qty = row.get("on_hand", row.get("quantity", ""))
         by_location.setdefault(row["location"].strip(), []).append(
-            (row["sku"].strip(), int(str(qty).strip())))
+            (row["sku"].strip(), int(str(raw_qty).strip())))
     kind = "3pl.on_hand_snapshot" if system == "3pl" else "erp.on_hand_snapshot"
     events = []
     for location in sorted(by_location):

@@ -34,7 +34,7 @@ from pipeline.messages import ShopifyAck
 from pipeline.operations.catalog import publish_entries
 from pipeline.simulation.traffic import TrafficGenerator
 from pipeline.sink.compare_and_set import KeyState
-from pipeline.sink.service import ack_record
+from pipeline.sink.records import ack_record
 from pipeline.topics import Topics
 
 

@@ -84,5 +84,5 @@ def load(api_version: str = "2026-10") -> GraphQLSchema:
     # Shopify's published schema deprecates some implementation fields whose interface field is
     # not deprecated, which graphql-core's type-system check refuses, making every ``validate``
     # raise. Requests are still validated in full against it; only that self-check is waived.
-    schema._validation_errors = []  # type: ignore[attr-defined]
+    schema._validation_errors = []
     return schema

@@ -18,7 +18,8 @@ _ITEM_GID = re.compile(r"gid://shopify/InventoryItem/[0-9]+")
 class Catalog(Mapping[tuple[str, str], str]):
     """(shop, sku) → inventory item GID."""
 
-    items: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}))
+    items: Mapping[tuple[str, str], str] = field(  # type: ignore[assignment]  # shadows .items()
+        default_factory=lambda: MappingProxyType({}))
 
     def __getitem__(self, key: tuple[str, str]) -> str:
         return self.items[key]

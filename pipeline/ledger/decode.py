@@ -12,7 +12,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urljoin
 
 from jsonschema import Draft202012Validator
@@ -67,7 +67,7 @@ def load_schemas(root: Path | None = None) -> SchemaSet:
     )
     validators: dict[str, Draft202012Validator] = {}
     fast: dict[str, Check] = {}
-    by_id = {doc["$id"]: doc for doc in docs.values()}
+    by_id: dict[str, dict[str, Any]] = {doc["$id"]: doc for doc in docs.values()}
 
     def resolve(base_uri: str, ref: str) -> dict[str, Any]:
         return by_id[urljoin(base_uri, ref)]
@@ -97,7 +97,7 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return type(value) is int  # bool is an int subclass; 5.0 passes JSON Schema "integer"
 
 

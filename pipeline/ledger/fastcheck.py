@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-Check = Callable[[Any], bool]
+
+class Check(Protocol):
+    """A compiled schema: is ``x`` valid? (A protocol, so lambdas with defaults type-check.)"""
+
+    def __call__(self, x: Any, /) -> bool: ...
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment"}
 _SUPPORTED = _ANNOTATIONS | {

@@ -97,7 +97,7 @@ def parse_channel_rules(data: Mapping[str, Any], *, origin: str = "<kits>") -> C
     kits: dict[str, Kit] = {}
     for i, entry in enumerate(_tables(data.get("kit", []), "kit", problems)):
         where = f"kit #{i + 1}"
-        sku = entry.get("sku")
+        sku: Any = entry.get("sku")
         if sku_issue := sku_problem(sku):
             problems.append(f"{where}: {sku_issue}")
             continue
@@ -110,7 +110,8 @@ def parse_channel_rules(data: Mapping[str, Any], *, origin: str = "<kits>") -> C
             continue
         components: list[KitComponent] = []
         for c in _tables(entry.get("components", []), f"{where} components", problems):
-            csku, qty = c.get("sku"), c.get("quantity", 1)
+            csku: Any = c.get("sku")
+            qty = c.get("quantity", 1)
             if csku_issue := sku_problem(csku, "component sku"):
                 problems.append(f"{where}: {csku_issue}")
             elif not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:

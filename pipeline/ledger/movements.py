@@ -209,7 +209,7 @@ def to_movements(event: SourceEvent, observed_at: float | None = None) -> list[M
     """Split a validated event into one Movement per affected ``sku@branch``, each with
     ``observed_at`` (the same as ``with_observed_at`` on each, without the copies)."""
     q = event.quantity
-    base = {
+    base: dict[str, Any] = {
         "sku": event.sku,
         "source": event.source,
         "type": event.type,

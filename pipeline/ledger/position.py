@@ -143,7 +143,7 @@ class LedgerPosition:
     def from_dict(cls, d: Mapping[str, Any]) -> LedgerPosition:
         if d.get("f") != FORMAT_VERSION:
             raise ValueError(f"unsupported ledger position format {d.get('f')!r}")
-        return cls(
+        return cls(  # type: ignore[misc]  # mypy: ``*d["c"]`` might fill the keywords below
             d["sku"],
             d["br"],
             *d["c"],

@@ -191,8 +191,9 @@ async def probe_kafka(readiness: Readiness, bootstrap: str, *, interval_s: float
 
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "reconnect.backoff.max.ms": 1000,
-                         "logger": logging.getLogger("tally.kafka")})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "reconnect.backoff.max.ms": 1000,
+                              "logger": logging.getLogger("tally.kafka")}
+    admin = AdminClient(config)
     while True:
         try:
             md = await asyncio.to_thread(admin.list_topics, timeout=2.0)
@@ -237,7 +238,7 @@ class _Collector:
         return list(self._families())  # registers the names (duplicates are refused)
 
 
-REGISTRY.register(_Collector())  # type: ignore[arg-type]
+REGISTRY.register(_Collector())
 
 
 # -- aiohttp handlers ---------------------------------------------------------------------------

@@ -67,10 +67,10 @@ def _sync(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
+    from pipeline.infra.kafka_read import latest_by_key
     from pipeline.ledger.position import LedgerPosition
     from pipeline.operations.catalog_sync import sync_shop
-    from pipeline.sink.config import load_shops
-    from pipeline.sink.service import read_acks
+    from pipeline.shopify.shops import load_shops
 
     bootstrap = args.bootstrap or bootstrap_from_env()
     shops_file = args.shops_file or os.environ.get("TALLY_SHOPS_FILE")
@@ -88,7 +88,7 @@ def _sync(args: argparse.Namespace) -> int:
     else:
         changelog = f"{os.environ.get('TALLY_APP_ID', 'tally-ledger')}-positions-changelog"
         skus = sorted({LedgerPosition.from_json(v).sku
-                       for v in read_acks(bootstrap, changelog, timeout=120).values()})
+                       for v in latest_by_key(bootstrap, changelog, timeout=120).values()})
     result = asyncio.run(sync_shop(shop, skus))
     publish_entries(bootstrap, Topics().catalog, result.entries)
     for sku, items in sorted(result.duplicates.items()):

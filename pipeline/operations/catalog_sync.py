@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.ledger.catalog import CatalogEntry
+from pipeline.shopify.backoff import Backoff
+from pipeline.shopify.shops import ShopConfig
 
 CHUNK = 50  # SKUs per search query: keeps query strings and costs small
+SYNC_BACKOFF = Backoff(base=0.5, cap=10.0)  # its ceiling: 0.5 s doubling, at most 10 s
 
 
 @dataclass
@@ -51,11 +54,12 @@ def match_variants(shop: str, skus: Iterable[str], variants: Iterable[tuple[str,
     return out
 
 
-async def sync_shop(shop_cfg: Any, skus: Sequence[str], timeout_s: float = 30.0) -> SyncResult:
+async def sync_shop(shop_cfg: ShopConfig, skus: Sequence[str],
+                    timeout_s: float = 30.0) -> SyncResult:
     """Query Shopify for every SKU (in chunks) and match the answers."""
     import asyncio
 
-    from pipeline.sink.shopify_client import ShopClient
+    from pipeline.shopify.client import ShopClient
 
     client = ShopClient(shop_cfg, timeout_s)
     variants: list[tuple[str, str]] = []
@@ -73,7 +77,7 @@ async def sync_shop(shop_cfg: Any, skus: Sequence[str], timeout_s: float = 30.0)
                         if node.get("sku") and node.get("inventoryItem"):
                             variants.append((node["sku"], node["inventoryItem"]["id"]))
                     break
-                await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt))  # throttled or transient
+                await asyncio.sleep(SYNC_BACKOFF.ceiling(attempt))  # throttled or transient
             else:
                 raise RuntimeError("productVariants not readable")
     finally:

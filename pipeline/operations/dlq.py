@@ -154,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     topics = Topics()
     letters, foreign = parse_letters(read_records(args.bootstrap, topics.dead_letter))
     if args.action == "show":
-        (found,) = select(letters, ids=[args.id]) or [None]
+        matches: list[Letter | None] = [*select(letters, ids=[args.id])]
+        (found,) = matches or [None]
         if found is None:
             print(f"error: no letter {args.id} on {topics.dead_letter}", file=sys.stderr)
             return 1

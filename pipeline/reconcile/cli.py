@@ -25,7 +25,7 @@ from pipeline.reconcile.service import (
     report_history,
     run_reconcile,
 )
-from pipeline.sink.config import load_shops
+from pipeline.shopify.shops import load_shops
 
 log = logging.getLogger("tally.reconcile")
 

@@ -28,6 +28,7 @@ from typing import Any
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.position import LedgerPosition
 from pipeline.ledger.rules import LocationRules
+from pipeline.shopify.levels import ShopifyLevel
 
 IN_SYNC = "in_sync"
 PENDING_PUSH = "pending_push"
@@ -77,15 +78,6 @@ class AckState:
     acked_version: int | None
     acknowledged_at: float | None
     target_version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ShopifyLevel:
-    """One level read from Shopify (``None`` fields: the item or the level does not exist)."""
-
-    available: int | None
-    committed: int = 0
-    item_exists: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +229,3 @@ def summarize(shop: str, run_id: str, rows: list[DeltaRow], *, started_at: float
 
 CSV_FIELDS = ("sku", "branch", "shop", "location_id", "inventory_item_id", "expected", "actual",
               "difference", "ledger_version", "last_known_correct_at", "cause", "explanation")
-
-
-def pace_delay(requested: float, available: float, restore_rate: float,
-               reserve: float = 0.0) -> float:
-    """Seconds to wait before a call of ``requested`` points fits the bucket (leaky bucket)."""
-    missing = requested + reserve - available
-    if missing <= 0:
-        return 0.0
-    return missing / max(restore_rate, 1e-9)

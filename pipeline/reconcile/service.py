@@ -22,6 +22,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from pipeline.infra.kafka_read import latest_by_key
+from pipeline.infra.kafka_topics import create_missing
 from pipeline.ledger.catalog import Catalog, CatalogEntry
 from pipeline.ledger.locations import Locations, load_locations
 from pipeline.ledger.position import LedgerPosition
@@ -38,10 +40,10 @@ from pipeline.reconcile.core import (
     summarize,
     to_fix,
 )
-from pipeline.reconcile.shopify_read import read_levels
-from pipeline.sink.config import ShopConfig, load_shops
-from pipeline.sink.service import parse_ack_record, read_acks
-from pipeline.sink.shopify_client import ShopClient
+from pipeline.shopify.client import ShopClient
+from pipeline.shopify.reader import read_levels
+from pipeline.shopify.shops import ShopConfig, load_shops
+from pipeline.sink.records import parse_ack_record
 from pipeline.topics import Topics
 
 log = logging.getLogger("tally.reconcile")
@@ -104,20 +106,20 @@ def read_inputs(settings: ReconcileSettings) -> tuple[dict[str, LedgerPosition],
     """Ledger positions, catalog and acks, each read to its end."""
     changelog = f"{settings.app_id}-positions-changelog"
     positions = {}
-    for key, raw in read_acks(settings.bootstrap, changelog, timeout=120).items():
+    for key, raw in latest_by_key(settings.bootstrap, changelog, timeout=120).items():
         try:
             positions[key] = LedgerPosition.from_json(raw)
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable ledger position skipped")
     entries = []
-    for raw in read_acks(settings.bootstrap, settings.topics.catalog).values():
+    for raw in latest_by_key(settings.bootstrap, settings.topics.catalog).values():
         try:
             d = json.loads(raw)
             entries.append(CatalogEntry(d["shop"], d["sku"], d["inventory_item_id"]))
         except (ValueError, KeyError, TypeError):
             continue
     acks: dict[str, AckState] = {}
-    for key, raw in read_acks(settings.bootstrap, settings.topics.shopify_acks).items():
+    for key, raw in latest_by_key(settings.bootstrap, settings.topics.shopify_acks).items():
         try:
             ack, state = parse_ack_record(raw)
         except (ValueError, KeyError, TypeError):
@@ -211,18 +213,7 @@ def reassert_record(row: DeltaRow, run_id: str, now: float) -> tuple[str, bytes]
 
 
 def ensure_report_topic(bootstrap: str, topic: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=15).topics:
-        return
-    for fut in admin.create_topics([NewTopic(topic, num_partitions=1,
-                                             replication_factor=1)]).values():
-        try:
-            fut.result(timeout=30)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+    create_missing(bootstrap, {topic: (1, {})})
 
 
 async def run_reconcile(settings: ReconcileSettings, shop: str, *, fix: bool = False,

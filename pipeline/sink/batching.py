@@ -1,4 +1,5 @@
-"""Build ``inventorySetQuantities`` calls (Admin API 2026-10) with content-derived idempotency keys.
+"""Build ``inventorySetQuantities`` calls (the Admin API version of ``pipeline.shopify.shops``) with
+content-derived idempotency keys.
 
 Key derivation: SHA-256 over the shop, the salt and the *sorted* item tuples
 (key, ledger_version, quantity, changeFromQuantity, compare-and-set round), shaped as a UUID (the
@@ -27,7 +28,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-API_VERSION = "2026-10"
 MAX_QUANTITIES = 250  # Shopify's input array cap
 QUANTITY_NAME = "available"
 DEFAULT_REASON = "correction"  # one of Shopify's accepted reasons (INVALID_REASON otherwise)

@@ -1,4 +1,5 @@
-"""Per-key compare-and-set state machine (DESIGN-NOTES note 4): never re-inflate sold stock.
+"""Per-key compare-and-set state machine (docs/sink.md, "Compare-and-set and drift"): never
+re-inflate sold stock.
 
 ``acked`` is the level Tally last saw Shopify hold for (shop, item, location). Every push sends the
 ledger value X with ``changeFromQuantity = acked``, so Shopify refuses it if anything (an online

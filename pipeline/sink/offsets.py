@@ -86,11 +86,18 @@ class OffsetTracker:
                 out[tp] = pos
         return out
 
-    def to_commit(self) -> dict[tuple[str, int], int]:
-        """Only the positions that advanced since the last call (what the adapter should commit)."""
-        out = {tp: pos for tp, pos in self.committable().items() if self._committed.get(tp) != pos}
-        self._committed.update(out)
-        return out
+    def uncommitted(self) -> dict[tuple[str, int], int]:
+        """The positions not committed yet (what the adapter should commit next)."""
+        return {tp: pos for tp, pos in self.committable().items() if self._committed.get(tp) != pos}
+
+    def committed(self, positions: dict[tuple[str, int], int]) -> None:
+        """``positions`` were committed (or handed to an asynchronous commit)."""
+        self._committed.update(positions)
+
+    def commit_failed(self, tp: tuple[str, int], offset: int) -> None:
+        """A commit of ``offset`` failed: it is uncommitted again (unless a later one was sent)."""
+        if self._committed.get(tp) == offset:
+            del self._committed[tp]
 
     def revoke(self, tps: list[tuple[str, int]]) -> None:
         """Forget partitions lost in a rebalance; their uncommitted records go to the new owner."""

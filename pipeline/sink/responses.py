@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.sink.budget import CostReport
-from pipeline.sink.retry import parse_retry_after
+from pipeline.shopify.backoff import parse_retry_after
+from pipeline.shopify.budget import CostReport
 
 STALE = "CHANGE_FROM_QUANTITY_STALE"
 CONCURRENT = "IDEMPOTENCY_CONCURRENT_REQUEST"

@@ -1,9 +1,12 @@
-"""``tally sink``: the asyncio adapter around the pure sink core (see docs/sink.md).
+"""``tally sink``: the asyncio shell around the sink core (see docs/sink.md).
 
-One confluent-kafka consumer (group member, manual commits) feeds the core; one asyncio task per
-shop flushes, reads levels and calls Shopify, so a throttled or failing shop never delays another.
-Offsets are committed only when the core's OffsetTracker says a record is done *and* the acks /
-dead letters produced for it are flushed (producer.flush before every commit).
+Every decision is the core's: ``core.SinkCore`` (what a record changes, what a shop sends next,
+what an answer resolves, backpressure) and ``steps`` (what to do with each Shopify answer); this
+module only executes them (Kafka, HTTP, sleeps, metrics, logs). One confluent-kafka consumer
+(group member, manual commits) feeds the core; one asyncio task per shop flushes, reads levels and
+calls Shopify, so a throttled or failing shop never delays another. Offsets are committed only when
+the core's OffsetTracker says a record is done *and* the acks / dead letters produced for it are
+flushed (producer.flush before every commit).
 
 Every Shopify request has a deadline (``TALLY_SINK_HTTP_TIMEOUT_S``, connect to last byte); a
 request that misses it counts as a transport timeout, and the retry after a transport failure
@@ -24,51 +27,43 @@ import json
 import logging
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from pipeline.messages import DeadLetter, ShopifyAck, ShopifyPush
+from pipeline.infra.kafka_read import latest_by_key
+from pipeline.messages import DeadLetter, ShopifyAck
 from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
+from pipeline.shopify.backoff import Backoff
+from pipeline.shopify.budget import CostReport
+from pipeline.shopify.client import HttpResult, ShopClient
+from pipeline.shopify.levels import levels_query
+from pipeline.shopify.shops import ShopConfig, load_shops
+from pipeline.sink import steps
 from pipeline.sink.batching import BatchItem, BatchRequest, build_request
-from pipeline.sink.budget import Budgets, CostReport, ShopBudget
-from pipeline.sink.coalescing import Coalescer, Entry, Offer
-from pipeline.sink.compare_and_set import (
-    CasPolicy,
-    KeyState,
-    Push,
-    ReadLevel,
-    UpToDate,
-    Wait,
-    decide,
-    observe_ledger,
-    on_level,
-    on_stale,
-    on_success,
+from pipeline.sink.coalescing import Coalescer, Entry
+from pipeline.sink.compare_and_set import CasPolicy, KeyState, Push
+from pipeline.sink.config import SinkSettings
+from pipeline.sink.core import (
+    AckedItem,
+    Again,
+    DeadItem,
+    FlushPolicy,
+    Idle,
+    Pace,
+    ReadLevels,
+    Send,
+    ShopState,
+    SinkCore,
 )
-from pipeline.sink.config import ShopConfig, SinkSettings, load_shops
 from pipeline.sink.offsets import OffsetTracker, SourceRef
-from pipeline.sink.responses import (
-    Applied,
-    BatchBug,
-    Halt,
-    Rejected,
-    RetryNewKey,
-    RetrySameKey,
-    Split,
-    Throttled,
-    Transient,
-    classify,
-    classify_transport_error,
-)
-from pipeline.sink.retry import Backoff
-from pipeline.sink.shopify_client import ShopClient, levels_query, parse_levels
+from pipeline.sink.records import ack_record, parse_ack_record, parse_push_record
+from pipeline.sink.responses import Outcome, classify, classify_transport_error
 
 log = logging.getLogger("tally.sink")
 KAFKA_LOG = logging.getLogger("tally.sink.kafka")  # librdkafka's own lines, as JSON logs
@@ -76,80 +71,11 @@ SERVICE = "sink"
 READ_STALL_S = 30.0  # a read loop silent this long (e.g. stuck in a client call): not ready
 
 
-# -- acks topic ------------------------------------------------------------------------------
-
-
 REASSERTS = Counter(
     "tally_sink_reasserts_total", "Forced re-checks (reconciliation --fix) accepted, by shop.",
     ["shop"],
 )
 PAUSED_PARTITIONS = m.SINK_PAUSED_PARTITIONS
-RUN_ID = uuid.uuid4().hex[:12]  # this process; acks carry it so reuse across restarts is visible
-
-
-def ack_record(ack: ShopifyAck, state: KeyState) -> bytes:
-    """Acks-topic value: ShopifyAck fields + the compare-and-set state (``cas``) + ``run``."""
-    return json.dumps({**ack.to_dict(), "cas": state.to_dict(), "run": RUN_ID},
-                      separators=(",", ":")).encode()
-
-
-def parse_ack_record(raw: bytes) -> tuple[ShopifyAck, KeyState]:
-    data = json.loads(raw)
-    cas = data.pop("cas", None)
-    data.pop("run", None)
-    ack = ShopifyAck.from_dict(data)
-    if cas is not None:
-        return ack, KeyState.from_dict(cas)
-    return ack, KeyState(acked=ack.available, acked_version=ack.ledger_version,
-                         target=ack.available, target_version=ack.ledger_version)
-
-
-def parse_push_record(raw: bytes) -> tuple[ShopifyPush, bool]:
-    """A push-topic value: a ``ShopifyPush`` plus the optional ``reassert`` flag that
-    reconciliation sets on a forced re-check (see docs/sink.md, "Re-asserts")."""
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("push record is not a JSON object")
-    reassert = bool(data.pop("reassert", False))
-    return ShopifyPush.from_dict(data), reassert
-
-
-def read_acks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, bytes]:
-    """Latest value per key of the compacted acks topic (read to the high watermark)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tally-sink-seed-"
-                         f"{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
-    try:
-        md = consumer.list_topics(topic, timeout=10)
-        meta = md.topics.get(topic)
-        if meta is None or meta.error is not None:
-            return {}
-        ends: dict[int, int] = {}
-        for p in meta.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi > lo:
-                ends[p] = hi
-        if not ends:
-            return {}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        latest: dict[str, bytes] = {}
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                key = (msg.key() or b"").decode()
-                if msg.value() is None:
-                    latest.pop(key, None)
-                else:
-                    latest[key] = msg.value()
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-        if ends:
-            raise RuntimeError(f"acks topic {topic} not read to its end within {timeout}s")
-        return latest
-    finally:
-        consumer.close()
 
 
 # -- per shop --------------------------------------------------------------------------------
@@ -157,19 +83,22 @@ def read_acks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, by
 
 @dataclass
 class ShopWorker:
+    """A shop's effects: its HTTP client, its task and the event that wakes it. What the sink
+    knows of the shop is ``state`` (the core's)."""
+
     config: ShopConfig
     client: ShopClient
-    budget: ShopBudget
+    state: ShopState
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    unreadable: set[str] = field(default_factory=set)  # read found no level: push to learn why
-    stale: set[str] = field(default_factory=set)  # keys read because of a stale answer
-    read_cost_per_item: float = 4.0  # learned from the first read's requestedQueryCost
-    halted: str | None = None
     task: asyncio.Task[None] | None = None
 
     @property
     def domain(self) -> str:
         return self.config.domain
+
+    @property
+    def halted(self) -> str | None:
+        return self.state.halted
 
 
 @dataclass
@@ -194,17 +123,15 @@ class Sink:
         self.settings = settings
         self.topics = settings.topics
         self.clock, self.wall = clock, wall
-        self.coalescer = Coalescer()
-        self.offsets = OffsetTracker()
-        self.budgets = Budgets()
+        self.core = SinkCore.for_shops(
+            [shop.domain for shop in settings.shops],
+            policy=CasPolicy(hold_for=settings.hold_for_s),
+            flush=FlushPolicy(settings.window_s, settings.max_reads_per_call))
         self.backoff = Backoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s)
-        self.policy = CasPolicy(hold_for=settings.hold_for_s)
-        self.states: dict[str, KeyState] = {}
         self.workers: dict[str, ShopWorker] = {}
         self.stats = SinkStats()
         self.ready = False
         self._stopping = False
-        self._committed: dict[tuple[str, int], int] = {}
         self._last_commit = 0.0
         self._superseded_seen = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -218,6 +145,18 @@ class Sink:
         self._watchdog: health.LoopWatchdog | None = None
         self.paused: set[tuple[str, int]] = set()  # partitions paused for backpressure
         self._last_read = self.clock()  # the read loop's last round, for ``read_loop``
+
+    @property
+    def offsets(self) -> OffsetTracker:
+        return self.core.offsets
+
+    @property
+    def coalescer(self) -> Coalescer:
+        return self.core.coalescer
+
+    @property
+    def states(self) -> dict[str, KeyState]:
+        return self.core.states
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -249,12 +188,10 @@ class Sink:
             except (ValueError, TypeError, KeyError):
                 log.warning("ignoring malformed acks record", extra={"fields": {"key": key}})
                 continue
-            self.states[key] = state
-            if state.acked_version is not None:
-                self.coalescer.seed_resolved(key, state.acked_version)
+            self.core.seed(key, state)
         for shop in s.shops:
             self.workers[shop.domain] = ShopWorker(
-                shop, ShopClient(shop, s.http_timeout_s), self.budgets[shop.domain])
+                shop, ShopClient(shop, s.http_timeout_s), self.core.shops[shop.domain])
         self._consumer = Consumer({
             "bootstrap.servers": s.bootstrap, "group.id": s.group_id, "client.id": s.client_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -282,8 +219,9 @@ class Sink:
         delay = 0.5
         while True:
             try:
-                return await asyncio.to_thread(read_acks, self.settings.bootstrap,
-                                               self.topics.shopify_acks)
+                return await asyncio.to_thread(latest_by_key, self.settings.bootstrap,
+                                               self.topics.shopify_acks, timeout=30.0,
+                                               group_prefix="tally-sink-seed")
             except Exception as exc:  # KafkaException (broker away, leader moving), timeout
                 self.readiness.set("started", False,
                                    f"starting: acks topic not readable yet: {exc}"[:300])
@@ -336,9 +274,10 @@ class Sink:
             now = self.clock()
             touched: set[str] = set()
             for msg in msgs:
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error: %s", msg.error())
+                err = msg.error()
+                if err:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", err)
                     continue
                 shop = self._ingest(msg, now)
                 if shop is not None:
@@ -377,8 +316,7 @@ class Sink:
     def _backpressure(self) -> None:
         """Pause partitions holding too many unfinished records; resume them below half."""
         assert self._consumer is not None
-        held = {tp: part.in_progress for tp, part in self.offsets.partitions.items()}
-        pause, resume = backpressure(held, self.paused, self.settings.max_held_records)
+        pause, resume = self.core.backpressure(self.paused, self.settings.max_held_records)
         if pause:
             self._consumer.pause([TopicPartition(t, p) for t, p in pause])
             self.paused |= pause
@@ -394,7 +332,7 @@ class Sink:
 
     def _ingest(self, msg: Any, now: float) -> str | None:
         ref = SourceRef(msg.topic(), msg.partition(), msg.offset())
-        if not self.offsets.track(ref):
+        if not self.core.track(ref):
             return None
         raw = msg.value() or b""
         try:
@@ -402,38 +340,23 @@ class Sink:
         except (ValueError, TypeError) as exc:
             self._dead_letter_raw(ref, raw, "bad_push_record", str(exc))
             return None
-        if push.shop not in self.workers:
+        if push.shop not in self.core.shops:
             self._dead_letter_raw(ref, raw, "unknown_shop", f"shop {push.shop} not configured",
                                   correlation_id=push.correlation_id)
             return None
-        offer = self.coalescer.offer(push, ref, now, reassert=reassert)
-        if offer is Offer.ACCEPTED and reassert:
-            # Forget what Tally believes Shopify holds: the key is read again and decided by
-            # compare-and-set (a raise above Shopify's level still waits the hold).
-            state = observe_ledger(self.states.get(push.key, KeyState()), push.available,
-                                   push.ledger_version)
-            self.states[push.key] = on_stale(state)
-            self.workers[push.shop].stale.add(push.key)
+        if self.core.ingest(push, ref, now, reassert=reassert).reasserted:
             REASSERTS.labels(push.shop).inc()
-        if offer is Offer.ALREADY_DONE:
-            self.offsets.done([ref])
-        elif offer is Offer.ACCEPTED:
-            # A newer value re-opens a held raise: it may now be <= Shopify's level.
-            self.coalescer.unpark(push.key)
         delta = self.coalescer.superseded - self._superseded_seen
         if delta:
             m.PUSHES_SUPERSEDED.inc(delta)
             self._superseded_seen = self.coalescer.superseded
-        state = self.states.get(push.key, KeyState())
-        self.states[push.key] = observe_ledger(state, push.available, push.ledger_version)
         return push.shop
 
     async def _commit(self, force: bool = False,
                       blocking: Callable[..., Any] = asyncio.to_thread) -> None:
         assert self._consumer is not None and self._producer is not None
         self._last_commit = self.clock()
-        positions = {tp: o for tp, o in self.offsets.committable().items()
-                     if self._committed.get(tp) != o}
+        positions = self.offsets.uncommitted()
         if not positions:
             return
         # Acks and dead letters for every done record must be durable before its offset is.
@@ -451,14 +374,14 @@ class Sink:
             except Exception as exc:  # e.g. no assignment any more: the next round retries
                 log.warning("commit failed: %s", exc)
                 return
-            self._committed.update(positions)
+            self.offsets.committed(positions)
             return
         try:
             await blocking(self._consumer.commit, offsets=tps, asynchronous=False)
         except Exception as exc:  # e.g. rebalance in progress: the next commit retries
             log.warning("commit failed: %s", exc)
             return
-        self._committed.update(positions)
+        self.offsets.committed(positions)
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's commit result (inside consume(), on a worker thread)."""
@@ -469,8 +392,7 @@ class Sink:
 
         def forget() -> None:
             for topic, partition, offset in failed:
-                if self._committed.get((topic, partition)) == offset:
-                    del self._committed[(topic, partition)]
+                self.offsets.commit_failed((topic, partition), offset)
             log.warning("commit failed; sent again on the next round",
                         extra={"fields": {"error": str(err), "partitions": len(failed)}})
         with contextlib.suppress(RuntimeError):  # loop closed while stopping
@@ -487,11 +409,7 @@ class Sink:
         tps = [(p.topic, p.partition) for p in partitions]
 
         async def positions() -> dict[tuple[str, int], int]:
-            pos = {tp: o for tp, o in self.offsets.committable().items() if tp in tps}
-            self.offsets.revoke(tps)
-            for tp in tps:
-                self._committed.pop(tp, None)
-            return pos
+            return self.core.revoke(tps)
 
         try:
             pos = asyncio.run_coroutine_threadsafe(positions(), self._loop).result(10)
@@ -526,11 +444,13 @@ class Sink:
             "correlation_id": correlation_id, "fields": {
                 "reason": reason, "topic": ref.topic, "partition": ref.partition,
                 "offset": ref.offset}})
-        self.offsets.done([ref])  # durable before commit: _commit flushes the producer first
+        self.core.done([ref])  # durable before commit: _commit flushes the producer first
 
-    def _dead_letter_entry(self, entry: Entry, reason: str, detail: str,
+    def _dead_letter_entry(self, dead: DeadItem, reason: str, detail: str,
                            extra: dict[str, Any]) -> None:
-        refs = self.coalescer.resolve(entry.key) or self.coalescer.resolve_pending(entry.key)
+        """Produce the dead letter of an entry the core has resolved (its records are done; the
+        commit flushes the producer first)."""
+        entry, refs = dead.entry, dead.refs
         first = min(refs) if refs else None
         dl = DeadLetter(reason=reason, detail=detail,
                         source_topic=first.topic if first else self.topics.shopify_push,
@@ -546,7 +466,6 @@ class Sink:
             "correlation_id": entry.push.correlation_id, "fields": {
                 "reason": reason, "shop": entry.push.shop, "key": entry.key,
                 "ledger_version": entry.push.ledger_version, "records": len(refs)}})
-        self.offsets.done(refs)
 
     # -- shop side ---------------------------------------------------------------------------
 
@@ -574,77 +493,37 @@ class Sink:
             w.wake.clear()
 
     async def _shop_round(self, w: ShopWorker) -> float | None:
-        """One flush decision; returns seconds to sleep (None = go again at once)."""
-        now = self.clock()
-        entries = self.coalescer.eligible(w.domain, now)
+        """One flush decision (the core's), executed; returns seconds to wait for a wake-up
+        (None = go again at once)."""
         m.SINK_PENDING_KEYS.labels(w.domain).set(len(self.coalescer.pending(w.domain)))
-        if not entries:
-            parked = [e.not_before for e in self.coalescer.pending(w.domain)
-                      if e.not_before is not None and e.not_before != float("inf")]
-            return max(0.0, min(parked) - now) if parked else 1.0
-        budget = w.budget
-        full = max(1, budget.max_items(now, when_full=True))
-        age = self.coalescer.oldest_dirty_age(w.domain, now) or 0.0
-        if age < self.settings.window_s and len(entries) < full:
-            return self.settings.window_s - age
-
-        pushes: dict[str, tuple[Push, Entry]] = {}
-        reads: list[Entry] = []
-        for entry in entries:
-            if len(pushes) >= full:
-                break
-            key = entry.key
-            state = self.states.get(key, KeyState())
-            if state.acked is None and key in w.unreadable and state.target is not None:
-                # No level readable: send it anyway (changeFromQuantity 0 still guards), so
-                # Shopify's own error can be dead-lettered with the item.
-                assert state.target_version is not None
-                pushes[key] = (Push(state.target, 0, state.target_version, state.round), entry)
-                continue
-            state, d = decide(state, now)
-            self.states[key] = state
-            if isinstance(d, Push):
-                pushes[key] = (d, entry)
-            elif isinstance(d, ReadLevel):
-                if len(reads) < self.settings.max_reads_per_call:
-                    reads.append(entry)
-            elif isinstance(d, Wait):
-                self.coalescer.park(key, d.until)
-            elif isinstance(d, UpToDate):
-                self._resolved_without_push(w, entry, state)
-            else:  # Idle: nothing known to push
-                self.offsets.done(self.coalescer.resolve_pending(key))
-        if reads:
-            await self._read_levels(w, reads)
-            return None
-        if not pushes:
-            return None
-        items = [BatchItem(key, e.push.inventory_item_id, e.push.location_id, p.quantity,
-                           p.change_from, p.version, p.round) for key, (p, e) in pushes.items()]
-        cost = budget.estimate_cost(len(items))
-        wait = budget.wait_for(cost, now)
-        if wait > 0:
-            await asyncio.sleep(wait)
-            return None  # decide again: more keys may be dirty, the budget model moved
-        self.coalescer.take([i.key for i in items])
-        await self._send(w, items, {k: p for k, (p, _) in pushes.items()})
+        plan = self.core.plan_round(w.domain, self.clock())
+        for up in plan.acks:
+            assert up.state.acked is not None and up.state.acked_version is not None
+            ack = ShopifyAck(w.domain, up.entry.push.inventory_item_id,
+                             up.entry.push.location_id, up.state.acked,
+                             up.state.acked_version, self.wall())
+            self._produce(self.topics.shopify_acks, up.entry.key, ack_record(ack, up.state))
+        action = plan.action
+        if isinstance(action, Idle):
+            return action.timeout
+        if isinstance(action, Pace):
+            await asyncio.sleep(action.seconds)
+        elif isinstance(action, ReadLevels):
+            await self._read_levels(w, list(action.entries))
+        elif isinstance(action, Send):
+            await self._send(w, list(action.items), action.pushes)
+        else:
+            assert isinstance(action, Again)
         return None
-
-    def _resolved_without_push(self, w: ShopWorker, entry: Entry, state: KeyState) -> None:
-        refs = self.coalescer.resolve_pending(entry.key)
-        if state.acked is not None and state.acked_version is not None:
-            ack = ShopifyAck(w.domain, entry.push.inventory_item_id, entry.push.location_id,
-                             state.acked, state.acked_version, self.wall())
-            self._produce(self.topics.shopify_acks, entry.key, ack_record(ack, state))
-        self.offsets.done(refs)
 
     async def _read_levels(self, w: ShopWorker, entries: list[Entry]) -> None:
         pairs = [(e.push.inventory_item_id, e.push.location_id) for e in entries]
         body = {"query": levels_query(pairs)}
-        budget = w.budget
-        for attempt in range(8):
+        shop = w.state
+        budget = shop.budget
+        for attempt in range(steps.READ_ATTEMPTS):
             now = self.clock()
-            cost = w.read_cost_per_item * len(pairs)
+            cost = shop.read_cost_per_item * len(pairs)
             wait = budget.wait_for(cost, now) if budget.known else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -659,41 +538,26 @@ class Sink:
                 budget.observe(ticket, report, 0, now)
             self._observe_cost(w, report)
             self.stats.reads += 1
-            errors = (res.body or {}).get("errors") if res.body else None
-            codes = {(e.get("extensions") or {}).get("code") for e in errors
-                     if isinstance(e, dict)} if isinstance(errors, list) else set()
-            if report is not None and report.requested:
-                w.read_cost_per_item = max(1.0, report.requested / len(pairs))
-            if res.status in (401, 403):  # the same as on a push: the token, not the data
-                log.error("shop halted: auth", extra={"fields": {
-                    "shop": w.domain, "detail": f"HTTP {res.status} reading levels"}})
-                w.halted = "auth"
+            shop.read_cost_per_item = steps.read_cost_per_item(report, len(pairs),
+                                                               shop.read_cost_per_item)
+            step = steps.read_step(res.status, res.body, res.error, len(pairs), attempt,
+                                   self.backoff)
+            if isinstance(step, steps.HaltRead):
+                log.error("shop halted: %s", step.reason, extra={"fields": {
+                    "shop": w.domain, "detail": step.detail}})
+                self.core.halt(w.domain, step.reason)
                 return
-            levels = parse_levels(res.body, len(pairs)) if res.status == 200 else None
-            if levels is None or (errors and "THROTTLED" in codes):
-                reason = res.error or ("throttled" if "THROTTLED" in codes else str(res.status))
-                m.SHOPIFY_RETRIES.labels(w.domain, f"read_{reason}"[:40]).inc()
-                if "THROTTLED" in codes:
+            if isinstance(step, steps.RetryRead):
+                m.SHOPIFY_RETRIES.labels(w.domain, step.reason[:40]).inc()
+                if step.throttled:
                     m.SHOPIFY_THROTTLED.labels(w.domain).inc()
                     self.stats.throttled += 1
-                    continue  # wait_for paces the retry
-                await asyncio.sleep(self.backoff.delay(attempt))
+                if step.delay is not None:
+                    await asyncio.sleep(step.delay)
                 continue
-            now = self.clock()
-            for entry, level in zip(entries, levels, strict=True):
-                key = entry.key
-                if level is None:
-                    w.unreadable.add(key)
-                    continue
-                w.unreadable.discard(key)
-                state = self.states.get(key, KeyState())
-                if key in w.stale and state.target is not None and state.target < level:
-                    # Shopify above the ledger after a stale answer: an edit or a restock the
-                    # ledger has not seen. Pushing the lower ledger value repairs it at once.
-                    self._report_drift(w, entry, state.target, level, "shopify_above_ledger",
-                                       None)
-                w.stale.discard(key)
-                self.states[key] = on_level(state, level, now, self.policy)
+            for drift in self.core.levels_read(w.domain, entries, step.levels, self.clock()):
+                self._report_drift(w, drift.entry, drift.expected, drift.actual,
+                                   "shopify_above_ledger", None)
             return
 
     def _observe_cost(self, w: ShopWorker, report: CostReport | None) -> None:
@@ -707,92 +571,91 @@ class Sink:
             self.stats.cost_requested += report.requested
 
     async def _send(self, w: ShopWorker, items: list[BatchItem],
-                    pushes: dict[str, Push]) -> None:
-        """Send one batch until Shopify gives a final answer for every item."""
-        salt = 0
-        req = build_request(w.domain, items, salt=salt)
-        budget = w.budget
-        attempt = 0
+                    pushes: Mapping[str, Push]) -> None:
+        """Send one batch until Shopify gives a final answer for every item: each answer's
+        step (``steps.send_step``) executed."""
+        attempt = steps.SendAttempt()
+        req = build_request(w.domain, items, salt=attempt.salt)
+        while True:
+            res, outcome = await self._call(w, req)
+            attempt, step = steps.send_step(attempt, outcome, len(req.items), self.backoff,
+                                            self.settings.http_timeout_s)
+            if not isinstance(step, steps.Retry):
+                await self._finish(w, req, res.body, step, pushes)
+                return
+            m.SHOPIFY_RETRIES.labels(w.domain, step.reason[:40]).inc()
+            self.stats.retries += 1
+            if step.throttled:
+                m.SHOPIFY_THROTTLED.labels(w.domain).inc()
+                self.stats.throttled += 1
+            if step.delay is not None:
+                await asyncio.sleep(step.delay)
+            if step.new_key:
+                req = build_request(w.domain, items, salt=attempt.salt)
+
+    async def _call(self, w: ShopWorker, req: BatchRequest) -> tuple[HttpResult, Outcome]:
+        """One call of ``req`` once the budget allows it, its answer classified and counted."""
+        budget = w.state.budget
         while True:
             now = self.clock()
             cost = budget.estimate_cost(len(req.items))
             wait = budget.wait_for(cost, now)
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            ticket = budget.reserve(cost, now)
-            res = await w.client.post(req.body())
-            now = self.clock()
-            if res.error is not None:
-                outcome: Any = classify_transport_error(res.error)
-                budget.lost(ticket, now)
-            else:
-                outcome = classify(res.status, res.body, res.headers, len(req.items))
-                budget.observe(ticket, getattr(outcome, "cost", None), len(req.items), now)
-            self._observe_cost(w, getattr(outcome, "cost", None))
-            name = type(outcome).__name__.lower()
-            m.SHOPIFY_CALLS.labels(w.domain, name).inc()
-            self.stats.calls += 1
-            self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + 1
-            if isinstance(outcome, Applied):
-                self._on_applied(w, req, pushes)
-                return
-            if isinstance(outcome, Rejected):
-                self._on_rejected(w, req, outcome, res.body)
-                return
-            if isinstance(outcome, Throttled | Transient | RetrySameKey | RetryNewKey):
-                reason = outcome.reason if isinstance(outcome, Transient) else name
-                m.SHOPIFY_RETRIES.labels(w.domain, reason[:40]).inc()
-                self.stats.retries += 1
-                if isinstance(outcome, Throttled) or reason == "http_429":
-                    m.SHOPIFY_THROTTLED.labels(w.domain).inc()
-                    self.stats.throttled += 1
-                if isinstance(outcome, Transient) and outcome.reason.startswith("transport:"):
-                    # The call may have hung for a whole deadline already: the shop waits at
-                    # most one more deadline before retrying with the same idempotency key.
-                    await asyncio.sleep(min(self.backoff.delay(attempt),
-                                            self.settings.http_timeout_s))
-                elif isinstance(outcome, Transient):
-                    await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
-                elif isinstance(outcome, RetrySameKey):
-                    await asyncio.sleep(self.backoff.delay(attempt))
-                elif isinstance(outcome, RetryNewKey):
-                    salt += 1
-                    req = build_request(w.domain, items, salt=salt)
-                attempt += 1
-                continue  # Throttled: wait_for (re-based on the THROTTLED answer) paces it
-            if isinstance(outcome, Split):
-                if len(req.items) == 1:
-                    self._dead_letter_items(w, req, outcome.reason, outcome.reason, res.body)
-                    return
-                half = len(req.items) // 2
-                for part in (list(req.items[:half]), list(req.items[half:])):
-                    await self._send(w, part, pushes)
-                return
-            if isinstance(outcome, BatchBug):
-                self._dead_letter_items(w, req, outcome.code, outcome.detail, res.body)
-                return
-            assert isinstance(outcome, Halt)
-            log.error("shop halted: %s", outcome.reason,
-                      extra={"fields": {"shop": w.domain, "detail": outcome.detail[:500]}})
-            w.halted = outcome.reason
-            for item in req.items:
-                self.coalescer.requeue(item.key)
-            return
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        ticket = budget.reserve(cost, now)
+        res = await w.client.post(req.body())
+        now = self.clock()
+        if res.error is not None:
+            outcome: Outcome = classify_transport_error(res.error)
+            budget.lost(ticket, now)
+        else:
+            outcome = classify(res.status, res.body, res.headers, len(req.items))
+            budget.observe(ticket, getattr(outcome, "cost", None), len(req.items), now)
+        self._observe_cost(w, getattr(outcome, "cost", None))
+        name = steps.outcome_name(outcome)
+        m.SHOPIFY_CALLS.labels(w.domain, name).inc()
+        self.stats.calls += 1
+        self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + 1
+        return res, outcome
 
-    def _on_applied(self, w: ShopWorker, req: BatchRequest, pushes: dict[str, Push]) -> None:
+    async def _finish(self, w: ShopWorker, req: BatchRequest, body: dict[str, Any] | None,
+                      step: steps.SendStep, pushes: Mapping[str, Push]) -> None:
+        """Execute a batch's final step."""
+        if isinstance(step, steps.AckAll):
+            self._on_applied(w, req, self.core.applied(req.items, pushes))
+        elif isinstance(step, steps.HandleRejected):
+            for dead in self.core.rejected(w.domain, req.items, step.outcome):
+                assert dead.error is not None
+                err = dead.error
+                self._dead_letter_entry(dead, err.code.lower(), err.message, {
+                    "shopify_error": {"code": err.code, "message": err.message,
+                                      "field": list(err.field) if err.field else None},
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+        elif isinstance(step, steps.SplitHalves):
+            half = len(req.items) // 2
+            for part in (list(req.items[:half]), list(req.items[half:])):
+                await self._send(w, part, pushes)
+        elif isinstance(step, steps.DeadLetterAll):
+            for dead in self.core.dead_letter_all(req.items):
+                self._dead_letter_entry(dead, step.reason.lower(), step.detail, {
+                    "shopify_response": body, "idempotency_key": req.idempotency_key})
+        else:
+            assert isinstance(step, steps.HaltShop)
+            log.error("shop halted: %s", step.reason,
+                      extra={"fields": {"shop": w.domain, "detail": step.detail[:500]}})
+            self.core.halt(w.domain, step.reason, req.items)
+
+    def _on_applied(self, w: ShopWorker, req: BatchRequest, acked: list[AckedItem]) -> None:
         wall = self.wall()
-        for item in req.items:
-            push = pushes[item.key]
-            state = on_success(self.states.get(item.key, KeyState()), push)
-            self.states[item.key] = state
-            entry = self.coalescer.slots[item.key].in_flight
+        for a in acked:
+            item, entry = a.item, a.entry
             ack = ShopifyAck(w.domain, item.inventory_item_id, item.location_id, item.quantity,
                              item.ledger_version, wall, req.idempotency_key)
-            self._produce(self.topics.shopify_acks, item.key, ack_record(ack, state))
-            if push.drift is not None and entry is not None:
-                self._report_drift(w, entry, push.drift.expected, push.drift.actual,
-                                   "hold_expired", push.drift.held_since)
+            self._produce(self.topics.shopify_acks, item.key, ack_record(ack, a.state))
+            if a.push.drift is not None and entry is not None:
+                self._report_drift(w, entry, a.push.drift.expected, a.push.drift.actual,
+                                   "hold_expired", a.push.drift.held_since)
             if entry is not None and entry.oldest_event_at > 0:
                 m.END_TO_END_SECONDS.labels("shopify").observe(
                     max(0.0, wall - entry.oldest_event_at))
@@ -803,36 +666,9 @@ class Sink:
                                                       "available": item.quantity,
                                                       "ledger_version": item.ledger_version,
                                                       "records": len(entry.sources)}})
-            self.offsets.done(self.coalescer.resolve(item.key))
         self.stats.items_acked += len(req.items)
         m.SHOPIFY_ITEMS_PER_CALL.observe(len(req.items))
         m.LAST_PUSH_TIMESTAMP.labels(w.domain).set(wall)
-
-    def _on_rejected(self, w: ShopWorker, req: BatchRequest, outcome: Rejected,
-                     body: dict[str, Any] | None) -> None:
-        for err in outcome.dead:
-            item = req.items[err.index]
-            entry = self.coalescer.slots[item.key].in_flight
-            if entry is not None:
-                self._dead_letter_entry(entry, err.code.lower(), err.message, {
-                    "shopify_error": {"code": err.code, "message": err.message,
-                                      "field": list(err.field) if err.field else None},
-                    "shopify_response": body, "idempotency_key": req.idempotency_key})
-        for idx in outcome.stale:
-            key = req.items[idx].key
-            self.states[key] = on_stale(self.states.get(key, KeyState()))
-            w.stale.add(key)
-            self.coalescer.requeue(key)
-        for idx in outcome.retry:
-            self.coalescer.requeue(req.items[idx].key)
-
-    def _dead_letter_items(self, w: ShopWorker, req: BatchRequest, reason: str, detail: str,
-                           body: dict[str, Any] | None) -> None:
-        for item in req.items:
-            entry = self.coalescer.slots[item.key].in_flight
-            if entry is not None:
-                self._dead_letter_entry(entry, reason.lower(), detail, {
-                    "shopify_response": body, "idempotency_key": req.idempotency_key})
 
     def _report_drift(self, w: ShopWorker, entry: Entry, expected: int, actual: int,
                       cause: str, held_since: float | None) -> None:
@@ -891,16 +727,6 @@ async def _on_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -
 
     threading.Thread(target=run, name="sink-blocking-call", daemon=True).start()
     return await fut
-
-
-def backpressure(held: dict[tuple[str, int], int], paused: set[tuple[str, int]], limit: int
-                 ) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
-    """(partitions to pause, partitions to resume) given each partition's unfinished records.
-    Pause at ``limit``, resume below half of it (hysteresis); a partition no longer held (revoked)
-    is not resumed here. Pure."""
-    pause = {tp for tp, n in held.items() if n >= limit and tp not in paused}
-    resume = {tp for tp in paused if tp in held and held[tp] < limit // 2}
-    return pause, resume
 
 
 @contextlib.asynccontextmanager

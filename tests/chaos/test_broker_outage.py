@@ -5,7 +5,7 @@
 is played by the test: order webhooks at 10 per second, each delivery retried every 0.5 s until
 answered 200; ledger pushes for the simulator's levels keep coming on the push topic. The moments
 (when the outage starts, how long it lasts) come from a seed printed in the output; replay with
-``TALLY_CHAOS_SEED=<seed> make chaos``.
+``TALLY_CHAOS_SEED=<seed> make chaos``; ``TALLY_CHAOS_OUTAGE_S=60`` sets the outage's length.
 
 Checked after the outage: no webhook lost (every accepted order is on the topic), readiness of both
 services went 503 naming Kafka during the outage and 200 after, ``/healthz`` stayed 200, webhooks
@@ -65,6 +65,7 @@ async def test_broker_outage_with_services_as_processes(
     seed = int(os.environ.get("TALLY_CHAOS_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     calm_s, outage_s = rng.uniform(2, 5), rng.uniform(14, 22)
+    outage_s = float(os.environ.get("TALLY_CHAOS_OUTAGE_S") or outage_s)  # e.g. 60
     print(f"\nchaos seed {seed}: outage after {calm_s:.1f} s of traffic, for {outage_s:.1f} s "
           f"(replay: TALLY_CHAOS_SEED={seed} make chaos)")
     bootstrap = outage_broker.bootstrap

@@ -9,7 +9,7 @@ paused. A real Prometheus scrapes the sink with the project's alert rules (``for
 shop is halted. Then the operator fixes the token and restarts the sink, as the runbook says: both
 alerts resolve and Shopify ends with the last value of every key of both shops.
 
-``TALLY_CHAOS_HALT_S`` sets how long the shop stays halted (60 s in CI; 600 for the ten-minute
+``TALLY_CHAOS_HALT_S`` sets how long the shop stays halted (45 s in CI; 600 for the ten-minute
 run the closing notes report). Printed: RSS samples, records held, alert times.
 """
 
@@ -56,7 +56,7 @@ def _firing(alerts: list[dict]) -> set[str]:
 
 async def test_halted_shop_bounded_memory_and_alerts(kafka_bootstrap: str,
                                                      tmp_path: Path) -> None:
-    halt_s = float(os.environ.get("TALLY_CHAOS_HALT_S", "60"))
+    halt_s = float(os.environ.get("TALLY_CHAOS_HALT_S", "45"))
     topics = sink_topics(kafka_bootstrap, "halt-chaos")
     async with run_simulator(SimConfig(seed=_seed())) as sim:
         ids = {(d, s): level_ids(sim, s, shop=d) for d in (HALTED, CALM) for s in SKUS}

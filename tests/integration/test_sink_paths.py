@@ -6,7 +6,8 @@ import time
 
 from pipeline.messages import DeadLetter, ShopifyPush
 from pipeline.shopify_sim import SimConfig, run_simulator
-from pipeline.sink.service import parse_ack_record, run_sink
+from pipeline.sink.records import parse_ack_record
+from pipeline.sink.service import run_sink
 from tests.support.kafka import consume_all
 from tests.support.sink import (
     level_ids,

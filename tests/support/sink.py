@@ -16,7 +16,7 @@ from pipeline.messages import ShopifyAck, ShopifyPush, push_key
 from pipeline.shopify_sim import RunningSimulator
 from pipeline.sink.compare_and_set import KeyState
 from pipeline.sink.config import ShopConfig, SinkSettings
-from pipeline.sink.service import ack_record
+from pipeline.sink.records import ack_record
 from pipeline.topics import Topics
 from tests.support.kafka import consume_all, create_topics, unique
 

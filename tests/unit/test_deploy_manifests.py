@@ -427,7 +427,7 @@ def test_k8s_config_is_read_by_the_code() -> None:
 def test_k8s_files_parse_as_toml(tmp_path: Path) -> None:
     files = next(cm for cm in k8s_kind("ConfigMap") if cm["metadata"]["name"] == "tally-files")
     from pipeline.ledger.locations import load_locations
-    from pipeline.sink.config import parse_shops
+    from pipeline.shopify.shops import parse_shops
     from pipeline.webhooks.config import parse_webhook_shops
 
     shops = parse_shops(tomllib.loads(files["data"]["shops.toml"]))

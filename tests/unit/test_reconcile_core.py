@@ -19,7 +19,6 @@ from pipeline.reconcile.core import (
     ShopifyLevel,
     Target,
     compare,
-    pace_delay,
     summarize,
     to_fix,
 )
@@ -80,9 +79,3 @@ def test_summary_line_and_ratio() -> None:
     assert (s.keys_checked, s.in_sync, s.skipped_in_flight, s.discrepancies) == (3, 1, 1, 1)
     assert s.discrepancy_ratio == 0.5
     assert "manual_edit=1" in s.line() and "1 corrected" in s.line()
-
-
-def test_pace_delay() -> None:
-    assert pace_delay(100, 500, 50) == 0.0
-    assert pace_delay(100, 50, 50) == 1.0
-    assert pace_delay(100, 150, 50, reserve=100) == 1.0

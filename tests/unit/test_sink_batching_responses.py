@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.shopify.backoff import Backoff, parse_retry_after
 from pipeline.sink import responses as r
 from pipeline.sink.batching import BatchItem, build_request, idempotency_key
-from pipeline.sink.retry import Backoff, parse_retry_after
 
 SHOP = "restock-day.myshopify.com"
 

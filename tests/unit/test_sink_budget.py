@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.sink.budget import Budgets, CostReport, ShopBudget
+from pipeline.shopify.budget import BudgetConfig, CostReport, ShopBudget, pace_delay
+from pipeline.sink.core import SinkCore
 
 
 @dataclass
@@ -119,11 +120,12 @@ def test_lost_call_counts_as_spent() -> None:
 
 
 def test_shops_are_independent() -> None:
-    budgets = Budgets()
+    shops = SinkCore.for_shops(["big-plus.myshopify.com", "tiny-basic.myshopify.com"]).shops
+    budgets = {domain: shop.budget for domain, shop in shops.items()}
     budgets["big-plus.myshopify.com"].observe(
         None, CostReport(10, 10, 20000.0, 0, 1000.0), items=1, now=0.0
     )
-    assert budgets["tiny-basic.myshopify.com"].max_items(0.0) == budgets.config.probe_items
+    assert budgets["tiny-basic.myshopify.com"].max_items(0.0) == BudgetConfig().probe_items
     assert budgets["big-plus.myshopify.com"].wait_for(10.0, 0.0) > 0
 
 
@@ -145,3 +147,9 @@ def test_cost_report_parses_shopify_extensions_and_throttled_null_actual() -> No
     report = CostReport.from_extensions(body)
     assert report == CostReport(12.0, None, 2000.0, 3.0, 100.0)
     assert CostReport.from_extensions({"data": {}}) is None
+
+
+def test_pace_delay() -> None:
+    assert pace_delay(100, 500, 50) == 0.0
+    assert pace_delay(100, 50, 50) == 1.0
+    assert pace_delay(100, 150, 50, reserve=100) == 1.0

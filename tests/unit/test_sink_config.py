@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.sink.config import parse_shops
-from pipeline.sink.service import parse_ack_record
+from pipeline.shopify.shops import parse_shops
+from pipeline.sink.records import parse_ack_record
 
 
 def test_inline_token_refused_unless_allowed() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.messages import ShopifyPush
@@ -61,10 +61,16 @@ def test_to_commit_reports_only_moved_partitions() -> None:
     a, b = SourceRef(TOPIC, 0, 10), SourceRef(TOPIC, 1, 3)
     tracker.track(a)
     tracker.track(b)
-    assert tracker.to_commit() == {(TOPIC, 0): 10, (TOPIC, 1): 3}
+
+    def to_commit() -> dict[tuple[str, int], int]:  # what the sink's commit does
+        positions = tracker.uncommitted()
+        tracker.committed(positions)
+        return positions
+
+    assert to_commit() == {(TOPIC, 0): 10, (TOPIC, 1): 3}
     tracker.done([a])
-    assert tracker.to_commit() == {(TOPIC, 0): 11}
-    assert tracker.to_commit() == {}
+    assert to_commit() == {(TOPIC, 0): 11}
+    assert to_commit() == {}
 
 
 # -- coalescing ------------------------------------------------------------------------------
@@ -97,36 +103,7 @@ def test_pending_holds_max_version_first_seen_value(recs: list[tuple[str, int, i
     assert c.superseded == len(recs) - len(pending)
 
 
-@settings(max_examples=200)
-@given(records, st.randoms(use_true_random=False))
-def test_superseded_offsets_commit_only_with_their_superseder(
-    recs: list[tuple[str, int, int]], rnd: object
-) -> None:
-    import random
-
-    assert isinstance(rnd, random.Random)
-    c, offsets = Coalescer(), OffsetTracker()
-    outstanding: set[int] = set()
-    for off, (item, version, qty) in enumerate(recs):
-        ref = SourceRef(TOPIC, 0, off)
-        offsets.track(ref)
-        outstanding.add(off)
-        if c.offer(push(item, version, qty), ref, now=float(off)) is Offer.ALREADY_DONE:
-            offsets.done([ref])
-            outstanding.discard(off)
-        # randomly flush some keys and acknowledge a random subset of in-flight ones
-        eligible = c.eligible(SHOP, now=float(off))
-        taken = c.take([e.key for e in eligible if rnd.random() < 0.5])
-        for entry in taken:
-            if rnd.random() < 0.5:
-                refs = c.resolve(entry.key)
-                offsets.done(refs)
-                outstanding -= {r.offset for r in refs}
-            else:
-                c.requeue(entry.key)
-        pos = offsets.committable()[(TOPIC, 0)]
-        assert all(o >= pos for o in outstanding), "committed past an unfinished record"
-        assert pos == (min(outstanding) if outstanding else off + 1)
+# The same property through the whole core (records, rounds, answers): test_sink_core.py.
 
 
 def test_hot_key_coalesces_to_one_push_and_old_versions_are_dropped_after_ack() -> None:
@@ -181,7 +158,7 @@ def test_shops_are_independent_and_parking_excludes_keys() -> None:
 
 
 def test_backpressure_pauses_at_the_limit_and_resumes_below_half() -> None:
-    from pipeline.sink.service import backpressure
+    from pipeline.sink.core import backpressure
 
     a, b, c = ("push", 0), ("push", 1), ("push", 2)
     assert backpressure({a: 99, b: 100, c: 0}, set(), 100) == ({b}, set())

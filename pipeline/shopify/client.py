@@ -1,6 +1,6 @@
-"""aiohttp access to one shop's Admin GraphQL endpoint: raw POST + batched level reads.
+"""aiohttp access to one shop's Admin GraphQL endpoint: one POST, with a deadline.
 
-No retry logic here: the shop loop decides (``responses.classify``) what a response means.
+No retry logic here: the caller decides what a response means (the sink: ``responses.classify``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.observability import metrics as m
-from pipeline.sink.config import ShopConfig
-
-LEVEL_FIELDS = "quantities(names: [\"available\"]) { name quantity }"
+from pipeline.shopify.shops import ShopConfig
 
 
 @dataclass(frozen=True)
@@ -80,32 +78,3 @@ class ShopClient:
             return HttpResult(0, None, {}, "timeout")
         except (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError) as exc:
             return HttpResult(0, None, {}, type(exc).__name__)
-
-
-def levels_query(pairs: list[tuple[str, str]]) -> str:
-    """One query reading ``available`` for many (inventory item, location) pairs via aliases."""
-    parts = []
-    for i, (item, location) in enumerate(pairs):
-        parts.append(
-            f"l{i}: inventoryItem(id: {json.dumps(item)}) "
-            f"{{ inventoryLevel(locationId: {json.dumps(location)}) {{ {LEVEL_FIELDS} }} }}"
-        )
-    return "query TallyReadLevels {\n  " + "\n  ".join(parts) + "\n}\n"
-
-
-def parse_levels(body: dict[str, Any] | None, n: int) -> list[int | None] | None:
-    """``available`` per pair (None = no such item/level); None if the body has no data."""
-    data = (body or {}).get("data")
-    if not isinstance(data, dict):
-        return None
-    out: list[int | None] = []
-    for i in range(n):
-        item = data.get(f"l{i}")
-        level = item.get("inventoryLevel") if isinstance(item, dict) else None
-        qty = None
-        if isinstance(level, dict):
-            for q in level.get("quantities") or []:
-                if q.get("name") == "available":
-                    qty = int(q["quantity"])
-        out.append(qty)
-    return out

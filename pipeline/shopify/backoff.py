@@ -21,7 +21,7 @@ class Backoff:
     rand: Callable[[], float] = field(default=random.random, compare=False)
 
     def ceiling(self, attempt: int) -> float:
-        return min(self.cap, self.base * (2 ** min(attempt, 62)))
+        return min(self.cap, self.base * float(2 ** min(attempt, 62)))
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""

@@ -197,14 +197,10 @@ class ShopBudget:
         self.t0 = now
 
 
-@dataclass
-class Budgets:
-    """One ``ShopBudget`` per shop."""
-
-    config: BudgetConfig = field(default_factory=BudgetConfig)
-    shops: dict[str, ShopBudget] = field(default_factory=dict)
-
-    def __getitem__(self, shop: str) -> ShopBudget:
-        if shop not in self.shops:
-            self.shops[shop] = ShopBudget(config=self.config)
-        return self.shops[shop]
+def pace_delay(requested: float, available: float, restore_rate: float,
+               reserve: float = 0.0) -> float:
+    """Seconds to wait before a call of ``requested`` points fits the bucket (leaky bucket)."""
+    missing = requested + reserve - available
+    if missing <= 0:
+        return 0.0
+    return missing / max(restore_rate, 1e-9)
