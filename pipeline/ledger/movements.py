@@ -6,7 +6,7 @@ internal ``tally.movements.v1`` topic keyed by ``Movement.key``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.ledger import codec
@@ -139,8 +139,7 @@ class Movement:
         return ledger_key(self.sku, self.branch)
 
     def with_observed_at(self, observed_at: float) -> Movement:
-        return Movement(*[observed_at if name == "observed_at" else getattr(self, name)
-                          for name in _MOVEMENT_FIELDS])
+        return replace(self, observed_at=observed_at)  # to_movements(..., observed_at) is faster
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -201,8 +200,6 @@ class Movement:
     def from_json(cls, raw: bytes | str) -> Movement:
         return cls.from_dict(codec.loads(raw))
 
-
-_MOVEMENT_FIELDS = tuple(f.name for f in fields(Movement))
 
 
 def to_movements(event: SourceEvent, observed_at: float | None = None) -> list[Movement]:
