@@ -71,6 +71,11 @@ class Readiness:
         since = old.since if old is not None and old.ok == ok else now
         self._conditions[name] = Condition(ok, "" if ok else detail, since, grace_s, live)
 
+    def close(self) -> None:
+        """The service stopped: its conditions are no longer exported to Prometheus (a process
+        that runs a service more than once, such as a test run, would report the dead one)."""
+        _LIVE.discard(self)
+
     def clear(self, name: str) -> None:
         """Forget a condition (e.g. a shop no longer configured)."""
         self._conditions.pop(name, None)

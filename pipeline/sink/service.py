@@ -260,6 +260,7 @@ class Sink:
             await w.client.close()
         if self._web is not None:
             await self._web.cleanup()
+        self.readiness.close()
         log.info("sink stopped")
 
     # -- Kafka side --------------------------------------------------------------------------

@@ -296,6 +296,7 @@ async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
             await monitor
         await watchdog.stop()
         await intake.close()
+        intake.readiness.close()
 
 
 async def _serve(settings: WebhookSettings) -> None:

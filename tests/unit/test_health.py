@@ -131,3 +131,11 @@ def test_conditions_are_exported_to_prometheus() -> None:
     assert 'tally_readiness_condition_ok{condition="kafka",service="svc-metrics"} 0.0' in text
     assert 'tally_readiness_condition_ok{condition="catalog",service="svc-metrics"} 1.0' in text
     assert 'tally_ready{service="svc-metrics"} 0.0' in text
+
+
+def test_a_closed_readiness_is_no_longer_exported() -> None:
+    r = Readiness("svc-stopped")
+    r.set("started", False, "stopping")
+    assert 'service="svc-stopped"' in generate_latest().decode()
+    r.close()  # the service stopped: a dead one must not keep an alert firing
+    assert 'service="svc-stopped"' not in generate_latest().decode()
