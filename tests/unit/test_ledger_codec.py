@@ -10,7 +10,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.ledger import codec
@@ -46,7 +46,7 @@ def test_writes_what_json_reads_back(value: object) -> None:
         wire = codec.dumps(value)
     except (UnicodeEncodeError, ValueError):
         # A lone surrogate: json writes an escape orjson refuses, neither reads it back as text.
-        pytest.skip("lone surrogate")
+        assume(False)  # discard this example only, not the whole test
     assert json.loads(wire) == value
     assert json.loads(codec.dumps_sorted(value)) == value
 
