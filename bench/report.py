@@ -103,6 +103,14 @@ def table(results: dict[str, Any]) -> str:
             (f"Worker RSS at {rec['keys']:,} keys", _f(rec.get("rss_mib_at_keys"), 0, " MiB"),
              "RocksDB block cache 32 MiB (default)"),
         ]
+    if c := r.get("catchup"):
+        rows.append((f"Catch-up after kill -9 under {c['rate']:,.0f} events/s",
+                     f"{_f(c['catchup_per_s'])} events/s (x{_f(c['catchup_x_input'], 2)} the "
+                     f"input; goal x{c['goal_x_input']:.0f}); lag under 1 s "
+                     f"{_f(c['kill_to_lag_under_1s_s'], 1, ' s')} after the kill",
+                     f"processing again {_f(c['kill_to_first_apply_s'], 1, ' s')} after the kill;"
+                     f" caught up in {c['caught_up_runs']} of {c['repetitions']} runs; largest lag"
+                     f" before the kill {_f(c['warm_max_lag_s'], 1, ' s')}"))
     if s := r.get("scaleout"):
         rows.append(("Scale-out, 2 workers vs 1", f"{_f(s['two_workers_events_per_s'])} vs "
                      f"{_f(s['one_worker_events_per_s'])} events/s (x{s['speedup']:.2f})",

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import (
     api_efficiency,
+    catchup,
     core,
     latency,
     profile,
@@ -39,11 +40,12 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "api_efficiency": api_efficiency.run,
     "latency": latency.run,
     "recovery": recovery.run,
+    "catchup": catchup.run,
     "scaleout": scaleout.run,
     "variants": variants.run,  # not in the default run: --only variants
 }
 DEFAULT = ["core", "reference", "profile", "throughput", "api_efficiency", "latency", "recovery",
-           "scaleout"]
+           "catchup", "scaleout"]
 
 
 def main(argv: list[str] | None = None) -> int:
