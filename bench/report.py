@@ -69,6 +69,16 @@ def table(results: dict[str, Any]) -> str:
                      _f(lat["highest_rate_p99_under_2s"], 0, " events/s"),
                      "sink window 2 s (default); rates tested: "
                      + ", ".join(f"{x:,.0f}" for x in lat["rates_tested"])))
+        if half := lat.get("half_capacity"):
+            for name, window in (("sink_window_2s", "2 s"), ("sink_window_0.5s", "0.5 s")):
+                v = half[name]
+                rows.append((f"Latency at half capacity ({half['rate']:,} events/s), "
+                             f"sink window {window}",
+                             f"p50 {_f(v['p50_s'], 2)} s · p95 {_f(v['p95_s'], 2)} s · "
+                             f"p99 {_f(v['p99_s'], 2)} s",
+                             f"goal p99 < {half['p99_target_s']:.0f} s: "
+                             f"{'met' if half['met'][name] else 'not met'}; capacity "
+                             f"{_f(half['capacity_events_per_s'])} events/s"))
         for name, ser in lat.get("series", {}).items():
             window = ser["sink_window_s"]
             for rate, v in ser["rates"].items():

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                    choices=sorted({*reference.VARIANTS, *variants.VARIANTS}),
                    help="reference / variants: run only this variant (repeatable)")
     p.add_argument("--events", type=int, help="reference / variants: events per run")
+    p.add_argument("--capacity", type=float,
+                   help="latency: one worker's capacity in events/s for the half-capacity run "
+                        "(default: this run's throughput figure, else measured)")
     p.add_argument("--latency-seconds", type=float,
                    help="seconds per latency run (default 20; the issue's 60 s: 60)")
     args = p.parse_args(argv)
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, Any] = {"quick": args.quick, "reps": reps}
             if name == "latency" and args.latency_seconds:
                 kw["seconds"] = args.latency_seconds
+            if name == "latency":  # half capacity: this run's throughput figure, if measured
+                kw["capacity"] = args.capacity or results["benchmarks"].get(
+                    "throughput", {}).get("ledger_events_per_s")
             if name in ("reference", "variants"):
                 kw["only"] = args.variant
                 kw["events_per_run"] = args.events
