@@ -121,6 +121,13 @@ def table(results: dict[str, Any]) -> str:
                      f"processing again {_f(c['kill_to_first_apply_s'], 1, ' s')} after the kill;"
                      f" caught up in {c['caught_up_runs']} of {c['repetitions']} runs; largest lag"
                      f" before the kill {_f(c['warm_max_lag_s'], 1, ' s')}"))
+    if sn := r.get("snapshot"):
+        rows.append((f"Full-count snapshot, {sn['lines']:,} lines",
+                     f"{_f(sn['lines_per_s'])} lines/s applied; Shopify consistent after "
+                     f"{_f(sn['to_consistent_s'], 1, ' s')}",
+                     f"{_f(sn['pushes'])} pushes in {_f(sn['shopify_calls'])} Shopify calls "
+                     f"({_f(sn['shopify_cost_points'])} cost points, "
+                     f"{_f(sn['shopify_throttled'])} THROTTLED)"))
     if s := r.get("scaleout"):
         rows.append(("Scale-out, 2 workers vs 1", f"{_f(s['two_workers_events_per_s'])} vs "
                      f"{_f(s['one_worker_events_per_s'])} events/s (x{s['speedup']:.2f})",

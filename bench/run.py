@@ -27,6 +27,7 @@ from bench import (
     reference,
     report,
     scaleout,
+    snapshot,
     throughput,
     variants,
 )
@@ -41,11 +42,12 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "latency": latency.run,
     "recovery": recovery.run,
     "catchup": catchup.run,
+    "snapshot": snapshot.run,
     "scaleout": scaleout.run,
     "variants": variants.run,  # not in the default run: --only variants
 }
 DEFAULT = ["core", "reference", "profile", "throughput", "api_efficiency", "latency", "recovery",
-           "catchup", "scaleout"]
+           "catchup", "snapshot", "scaleout"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity", type=float,
                    help="latency: one worker's capacity in events/s for the half-capacity run "
                         "(default: this run's throughput figure, else measured)")
+    p.add_argument("--snapshot-lines", type=int,
+                   help="snapshot: lines of the full count (default 1,000,000; 8,000 with --quick)")
     p.add_argument("--latency-seconds", type=float,
                    help="seconds per latency run (default 20; the issue's 60 s: 60)")
     args = p.parse_args(argv)
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, Any] = {"quick": args.quick, "reps": reps}
             if name == "latency" and args.latency_seconds:
                 kw["seconds"] = args.latency_seconds
+            if name == "snapshot" and args.snapshot_lines:
+                kw["lines"] = args.snapshot_lines
             if name == "latency":  # half capacity: this run's throughput figure, if measured
                 kw["capacity"] = args.capacity or results["benchmarks"].get(
                     "throughput", {}).get("ledger_events_per_s")
