@@ -29,6 +29,7 @@ class SinkSettings:
     backoff_cap_s: float = 30.0
     commit_interval_s: float = 0.5
     max_reads_per_call: int = 50
+    max_calls_in_flight: int = 4  # per shop; beside a call in flight only full batches go
     max_held_records: int = 20_000  # per partition; more unfinished records pause it
     kafka_probe_interval_s: float = 2.0  # metadata request for /readyz's kafka condition
     web_port: int | None = None  # /metrics, /healthz, /readyz (None = no web server)
@@ -50,6 +51,7 @@ class SinkSettings:
             "http_timeout_s": _f("TALLY_SINK_HTTP_TIMEOUT_S", 10.0),
             "web_port": int(port) if port else None,
             "max_held_records": int(env.get("TALLY_SINK_MAX_HELD_RECORDS", "20000")),
+            "max_calls_in_flight": int(env.get("TALLY_SINK_MAX_CALLS_IN_FLIGHT", "4")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
