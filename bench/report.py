@@ -67,10 +67,11 @@ def table(results: dict[str, Any]) -> str:
                          f"{v['repetitions']} x {lat['seconds_per_run']:.0f} s"))
         rows.append(("Highest tested rate with p99 < 2 s",
                      _f(lat["highest_rate_p99_under_2s"], 0, " events/s"),
-                     "sink window 2 s (default); rates tested: "
+                     f"sink window {lat['sink_window_s']} s (default); rates tested: "
                      + ", ".join(f"{x:,.0f}" for x in lat["rates_tested"])))
         if half := lat.get("half_capacity"):
-            for name, window in (("sink_window_2s", "2 s"), ("sink_window_0.5s", "0.5 s")):
+            for name, window in (("sink_window_default", f"{lat['sink_window_s']} s (default)"),
+                                 ("sink_window_0.5s", "0.5 s")):
                 v = half[name]
                 rows.append((f"Latency at half capacity ({half['rate']:,} events/s), "
                              f"sink window {window}",
@@ -162,7 +163,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     lat = results["benchmarks"].get("latency")
     if lat:
         fig, ax = plt.subplots(figsize=(6, 4))
-        series = [("window 2 s", lat["rates"], "-")] + [
+        series = [(f"window {lat['sink_window_s']} s", lat["rates"], "-")] + [
             (f"window {v['sink_window_s']} s", v["rates"], ":")
             for v in lat.get("series", {}).values()]
         for label, by_rate, style in series:
