@@ -284,9 +284,7 @@ async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]  # the bound port when settings.port is 0
     try:
         yield f"http://{settings.host}:{port}"
     finally:
