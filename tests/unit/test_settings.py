@@ -84,3 +84,24 @@ def test_topic_names_and_changelog_from_one_place() -> None:
     assert changelog_topic("tally-ledger") == "tally-ledger-positions-changelog"
     assert load(WorkerSettings, environ={"TALLY_APP_ID": "a"}).positions_changelog == (
         "a-positions-changelog")
+
+
+def test_the_topics_job_creates_topics_where_the_environment_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose / Kubernetes one-shot topics job loads the worker's settings (a bare
+    ``WorkerSettings()`` would be the defaults, 127.0.0.1:9092, not the cluster)."""
+    import yaml
+
+    import pipeline.infra.kafka_topics as kafka_topics
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml")
+                             .read_text())
+    code = compose["services"]["topics"]["entrypoint"][2]
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(kafka_topics, "ensure_topics", lambda *a: calls.append(a) or [])
+    monkeypatch.setenv("TALLY_KAFKA_BOOTSTRAP", "kafka:9092")
+    monkeypatch.setenv("TALLY_PARTITIONS", "12")
+    exec(code, {"print": lambda *a: None})
+    (bootstrap, topics, partitions, replication), = calls
+    assert (bootstrap, partitions, replication) == ("kafka:9092", 12, 1)
+    assert isinstance(topics, Topics)
