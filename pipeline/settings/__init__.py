@@ -121,11 +121,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only: Collection[str] 
             "--config", metavar="FILE",
             help=f"TOML settings file, keys are variable names (${CONFIG_FILE_ENV})")
     hints = _hints_of(cls)
-    for name, _, meta in settings_fields(cls):
+    for name, f, meta in settings_fields(cls):
         if meta.flag is None or (only is not None and name not in only):
             continue
         where = ", ".join(f"${e}" for e in meta.env)
-        default = default_text(*_field_meta(cls, name))
+        default = default_text(f, meta)
         shown = f"default {default}" if default and default != "—" else None
         text = "; ".join(x for x in (where, shown) if x)
         helptext = f"{meta.help} ({text})" if text else meta.help
@@ -233,10 +233,3 @@ def _hints_of(cls: type) -> dict[str, Any]:
         else:
             out[f.name] = hints[f.name]
     return out
-
-
-def _field_meta(cls: type, dotted: str) -> tuple[Field[Any], Meta]:
-    for name, f, meta in settings_fields(cls):
-        if name == dotted:
-            return f, meta
-    raise KeyError(dotted)
