@@ -80,14 +80,20 @@ def _cell(default: str | None) -> str:
     return default if default.startswith("—") else f"`{default}`"
 
 
+# The shared parts: their variables are documented where TABLES lists the part itself, not
+# under every service that inherits it.
+PARTS: tuple[type, ...] = (KafkaSettings, LedgerSettings, LoggingSettings)
+
+
 def table(classes: Sequence[type], seen: set[str]) -> str:
     """A Markdown table of the classes' settings not in ``seen`` (which it extends)."""
     flags_only = all(not meta.env for cls in classes for _, _, meta in settings_fields(cls))
     head = "| flag | default | meaning |" if flags_only else "| variable | default | meaning |"
     lines = [head, "| --- | --- | --- |"]
+    shared = {row.name for part in PARTS for row in rows(part)}
     for cls in classes:
         for row in rows(cls):
-            if row.name in seen:
+            if row.name in seen or (cls not in PARTS and row.name in shared):
                 continue
             seen.add(row.name)
             lines.append(f"| `{row.name}` | {_cell(row.default)} | {row.meaning} |")
