@@ -22,8 +22,7 @@ from pipeline.ledger import codec
 from pipeline.ledger.events import EVENT_TYPES, MAX_QUANTITY, Rejection, SourceEvent
 from pipeline.ledger.fastcheck import Check, Unsupported, compile_schema
 from pipeline.ledger.identifiers import location_problem, sku_problem, transaction_id_problem
-from pipeline.settings import load
-from pipeline.settings.parts import SchemaSettings
+from pipeline.settings import load, setting
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 SCHEMA_VERSION_DIR = "v1"
@@ -39,6 +38,15 @@ _IDENTIFIERS = (
     ("location", location_problem),
     ("to_location", location_problem),
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaSettings:
+    """Where the JSON Schemas of source events are."""
+
+    schemas_dir: Path | None = setting(
+        None, "root of the JSON Schemas of source events (`/app/schemas` in the image)",
+        env="TALLY_SCHEMAS_DIR", doc_default="<repo>/schemas")
 
 
 def schemas_dir() -> Path:

@@ -19,10 +19,11 @@ from typing import Any
 from agents.settings import WorkerSettings
 from pipeline.delta_pull.config import DeltaPullSettings
 from pipeline.infra.local_kafka import LocalKafkaSettings
+from pipeline.ledger.decode import SchemaSettings
 from pipeline.operations.config import OperatorSettings
 from pipeline.reconcile.config import ReconcileSettings
 from pipeline.settings import default_text, resolve, settings_fields
-from pipeline.settings.parts import KafkaSettings, LedgerSettings, LoggingSettings, SchemaSettings
+from pipeline.settings.parts import KafkaSettings, LedgerSettings, LoggingSettings
 from pipeline.shopify_sim.cli import SimFlags
 from pipeline.sink.config import SinkSettings
 from pipeline.webhooks.config import WebhookSettings

@@ -54,15 +54,6 @@ class LoggingSettings:
                              env="TALLY_LOG_LEVEL")
 
 
-@dataclass(frozen=True, kw_only=True)
-class SchemaSettings:
-    """Where the JSON Schemas of source events are."""
-
-    schemas_dir: Path | None = setting(
-        None, "root of the JSON Schemas of source events (`/app/schemas` in the image)",
-        env="TALLY_SCHEMAS_DIR", doc_default="<repo>/schemas")
-
-
 def locations_setting() -> Any:
     """The branches file field, shared by the worker, the webhook intake and reconcile."""
     return setting(
