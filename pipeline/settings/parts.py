@@ -1,6 +1,10 @@
-"""The settings every service shares: Kafka (with the topic names), the ledger it reads, logging,
-and the shape of a web endpoint's fields. Services compose them by inheritance, so their
-attributes stay flat (``settings.bootstrap``, ``settings.topics``)."""
+"""The settings services share: Kafka (with the topic names), the ledger they read, logging, and
+the branches and shops file fields. Services compose them by inheritance, so their attributes stay
+flat (``settings.bootstrap``, ``settings.topics``), as the worker's and the tests' code expects.
+
+Web endpoints are declared by each service: their variables differ (``TALLY_WEB_PORT``,
+``TALLY_SINK_WEB_PORT``, ``TALLY_WEBHOOKS_PORT``, ...) and deployments set them, so one shared
+part would have to rename either the variables or the attributes."""
 
 from __future__ import annotations
 
