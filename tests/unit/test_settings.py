@@ -105,3 +105,19 @@ def test_the_topics_job_creates_topics_where_the_environment_says(
     (bootstrap, topics, partitions, replication), = calls
     assert (bootstrap, partitions, replication) == ("kafka:9092", 12, 1)
     assert isinstance(topics, Topics)
+
+
+def test_config_show_says_where_each_value_came_from(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pipeline.settings.docs import main
+
+    monkeypatch.setenv("TALLY_SINK_GROUP", "g-env")
+    for name in ("TALLY_CONFIG_FILE", "TALLY_SHOPS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["show", "sink"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["group_id"] == {"value": "g-env", "from": "env", "variable": "TALLY_SINK_GROUP"}
+    assert shown["shops"]["value"] == "0 entries"  # parsed files are counted, never printed
+    assert main(["docs", "--check"]) == 0
