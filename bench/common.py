@@ -60,6 +60,10 @@ def broker() -> Iterator[str]:
         return
     kafka = bench_broker()
     was_running = kafka.pid() is not None
+    if not was_running:
+        # Fresh data: every run creates new topics, and a broker that has to load thousands of
+        # old partitions at start takes longer than its start deadline on a busy machine.
+        kafka.reset()
     bootstrap = kafka.up()
     try:
         yield bootstrap

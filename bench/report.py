@@ -69,6 +69,16 @@ def table(results: dict[str, Any]) -> str:
                      _f(lat["highest_rate_p99_under_2s"], 0, " events/s"),
                      "sink window 2 s (default); rates tested: "
                      + ", ".join(f"{x:,.0f}" for x in lat["rates_tested"])))
+        if half := lat.get("half_capacity"):
+            for name, window in (("sink_window_2s", "2 s"), ("sink_window_0.5s", "0.5 s")):
+                v = half[name]
+                rows.append((f"Latency at half capacity ({half['rate']:,} events/s), "
+                             f"sink window {window}",
+                             f"p50 {_f(v['p50_s'], 2)} s · p95 {_f(v['p95_s'], 2)} s · "
+                             f"p99 {_f(v['p99_s'], 2)} s",
+                             f"goal p99 < {half['p99_target_s']:.0f} s: "
+                             f"{'met' if half['met'][name] else 'not met'}; capacity "
+                             f"{_f(half['capacity_events_per_s'])} events/s"))
         for name, ser in lat.get("series", {}).items():
             window = ser["sink_window_s"]
             for rate, v in ser["rates"].items():
@@ -103,6 +113,21 @@ def table(results: dict[str, Any]) -> str:
             (f"Worker RSS at {rec['keys']:,} keys", _f(rec.get("rss_mib_at_keys"), 0, " MiB"),
              "RocksDB block cache 32 MiB (default)"),
         ]
+    if c := r.get("catchup"):
+        rows.append((f"Catch-up after kill -9 under {c['rate']:,.0f} events/s",
+                     f"{_f(c['catchup_per_s'])} events/s (x{_f(c['catchup_x_input'], 2)} the "
+                     f"input; goal x{c['goal_x_input']:.0f}); lag under 1 s "
+                     f"{_f(c['kill_to_lag_under_1s_s'], 1, ' s')} after the kill",
+                     f"processing again {_f(c['kill_to_first_apply_s'], 1, ' s')} after the kill;"
+                     f" caught up in {c['caught_up_runs']} of {c['repetitions']} runs; largest lag"
+                     f" before the kill {_f(c['warm_max_lag_s'], 1, ' s')}"))
+    if sn := r.get("snapshot"):
+        rows.append((f"Full-count snapshot, {sn['lines']:,} lines",
+                     f"{_f(sn['lines_per_s'])} lines/s applied; Shopify consistent after "
+                     f"{_f(sn['to_consistent_s'], 1, ' s')}",
+                     f"{_f(sn['pushes'])} pushes in {_f(sn['shopify_calls'])} Shopify calls "
+                     f"({_f(sn['shopify_cost_points'])} cost points, "
+                     f"{_f(sn['shopify_throttled'])} THROTTLED)"))
     if s := r.get("scaleout"):
         rows.append(("Scale-out, 2 workers vs 1", f"{_f(s['two_workers_events_per_s'])} vs "
                      f"{_f(s['one_worker_events_per_s'])} events/s (x{s['speedup']:.2f})",

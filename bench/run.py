@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import (
     api_efficiency,
+    catchup,
     core,
     latency,
     profile,
@@ -26,6 +27,7 @@ from bench import (
     reference,
     report,
     scaleout,
+    snapshot,
     throughput,
     variants,
 )
@@ -39,11 +41,13 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "api_efficiency": api_efficiency.run,
     "latency": latency.run,
     "recovery": recovery.run,
+    "catchup": catchup.run,
+    "snapshot": snapshot.run,
     "scaleout": scaleout.run,
     "variants": variants.run,  # not in the default run: --only variants
 }
 DEFAULT = ["core", "reference", "profile", "throughput", "api_efficiency", "latency", "recovery",
-           "scaleout"]
+           "catchup", "snapshot", "scaleout"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                    choices=sorted({*reference.VARIANTS, *variants.VARIANTS}),
                    help="reference / variants: run only this variant (repeatable)")
     p.add_argument("--events", type=int, help="reference / variants: events per run")
+    p.add_argument("--capacity", type=float,
+                   help="latency: one worker's capacity in events/s for the half-capacity run "
+                        "(default: this run's throughput figure, else measured)")
+    p.add_argument("--snapshot-lines", type=int,
+                   help="snapshot: lines of the full count (default 1,000,000; 8,000 with --quick)")
     p.add_argument("--latency-seconds", type=float,
                    help="seconds per latency run (default 20; the issue's 60 s: 60)")
     args = p.parse_args(argv)
@@ -85,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, Any] = {"quick": args.quick, "reps": reps}
             if name == "latency" and args.latency_seconds:
                 kw["seconds"] = args.latency_seconds
+            if name == "snapshot" and args.snapshot_lines:
+                kw["lines"] = args.snapshot_lines
+            if name == "latency":  # half capacity: this run's throughput figure, if measured
+                kw["capacity"] = args.capacity or results["benchmarks"].get(
+                    "throughput", {}).get("ledger_events_per_s")
             if name in ("reference", "variants"):
                 kw["only"] = args.variant
                 kw["events_per_run"] = args.events

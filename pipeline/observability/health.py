@@ -189,19 +189,23 @@ def kafka_reachable(readiness: Readiness, name: str = "kafka") -> None:
 
 
 async def probe_kafka(readiness: Readiness, bootstrap: str, *, interval_s: float = 2.0,
-                      name: str = "kafka", grace_s: float = KAFKA_GRACE_S) -> None:
+                      name: str = "kafka", grace_s: float = KAFKA_GRACE_S,
+                      topic: str | None = None) -> None:
     """Forever: a cheap metadata request every ``interval_s`` (on a thread) sets ``name``.
-    For services without a long-lived Kafka client of their own (reconcile, delta-pull)."""
+    With ``topic``, the request asks for that topic only: metadata for every topic of a shared
+    cluster costs the caller CPU that grows with the cluster (3.6 % of a busy worker's samples
+    on a broker with a few thousand partitions). Never creates the topic."""
     import logging
 
     from confluent_kafka.admin import AdminClient
 
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "reconnect.backoff.max.ms": 1000,
+                              "allow.auto.create.topics": False,
                               "logger": logging.getLogger("tally.kafka")}
     admin = AdminClient(config)
     while True:
         try:
-            md = await asyncio.to_thread(admin.list_topics, timeout=2.0)
+            md = await asyncio.to_thread(admin.list_topics, topic, timeout=2.0)
             ok, detail = bool(md.brokers), "no broker in the metadata answer"
         except Exception as exc:  # KafkaException: transport, timed out
             ok, detail = False, str(exc)

@@ -54,6 +54,11 @@ class ShopState:
 class FlushPolicy:
     window_s: float = 1.0  # bounded staleness: flush a dirty key at the latest after this
     max_reads_per_call: int = 50
+    # Calls in flight per shop. One call of 250 items takes ~0.4-1 s, so a single call in flight
+    # caps a shop near 400 items/s while the Standard plan's budget allows ~2,500: a backlog (a
+    # nightly full count) is drained by up to this many calls at once, each a full batch the
+    # budget can pay for now (see ``plan_round``'s ``busy``).
+    max_calls_in_flight: int = 1
 
 
 # -- what a shop round does ------------------------------------------------------------------
@@ -221,8 +226,12 @@ class SinkCore:
 
     # -- a shop round ------------------------------------------------------------------------
 
-    def plan_round(self, domain: str, now: float) -> Round:
-        """One flush decision for a shop: what to send next, or how long to wait."""
+    def plan_round(self, domain: str, now: float, busy: int = 0) -> Round:
+        """One flush decision for a shop: what to send next, or how long to wait.
+
+        ``busy``: the shop's other calls in flight. Beside them only a full batch is sent (a
+        backlog is drained in parallel; a trickle still waits for its window and goes out in
+        one call) and no level is read (the reads wait for a round with nothing in flight)."""
         entries = self.coalescer.eligible(domain, now)
         if not entries:
             parked = [e.not_before for e in self.coalescer.pending(domain)
@@ -230,10 +239,16 @@ class SinkCore:
             return Round(Idle(max(0.0, min(parked) - now) if parked else 1.0))
         budget = self.shops[domain].budget
         full = max(1, budget.max_items(now, when_full=True))
+        if busy and (busy >= self.flush.max_calls_in_flight or len(entries) < full):
+            return Round(Idle(self.flush.window_s))  # woken when a call in flight ends
         age = self.coalescer.oldest_dirty_age(domain, now) or 0.0
         if age < self.flush.window_s and len(entries) < full:
             return Round(Idle(self.flush.window_s - age))
         pushes, reads, acks = self._decide_keys(domain, entries, full, now)
+        if busy:
+            if len(pushes) < full:
+                return Round(Idle(self.flush.window_s), acks)
+            return Round(self._batch(domain, pushes, now), acks)
         if reads:
             return Round(ReadLevels(tuple(reads)), acks)
         if not pushes:

@@ -92,6 +92,7 @@ class ShopWorker:
     state: ShopState
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    busy: int = 0  # calls (sends or level reads) in flight
 
     @property
     def domain(self) -> str:
@@ -127,7 +128,8 @@ class Sink:
         self.core = SinkCore.for_shops(
             [shop.domain for shop in settings.shops],
             policy=CasPolicy(hold_for=settings.hold_for_s),
-            flush=FlushPolicy(settings.window_s, settings.max_reads_per_call))
+            flush=FlushPolicy(settings.window_s, settings.max_reads_per_call,
+                              settings.max_calls_in_flight))
         self.backoff = Backoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s)
         self.workers: dict[str, ShopWorker] = {}
         self.stats = SinkStats()
@@ -474,7 +476,10 @@ class Sink:
     async def _shop_loop(self, w: ShopWorker) -> None:
         self.readiness.set(f"shop:{w.domain}", True)
         try:
-            await self._shop_rounds(w)
+            # One lane per call allowed in flight; the core keeps them apart (a key is in one
+            # batch at a time) and says when a lane beside a busy one may send.
+            lanes = max(1, self.settings.max_calls_in_flight)
+            await asyncio.gather(*(self._shop_rounds(w) for _ in range(lanes)))
         finally:
             if w.halted is not None:
                 self.readiness.set(f"shop:{w.domain}", False, f"halted: {w.halted}")
@@ -498,7 +503,7 @@ class Sink:
         """One flush decision (the core's), executed; returns seconds to wait for a wake-up
         (None = go again at once)."""
         m.SINK_PENDING_KEYS.labels(w.domain).set(len(self.coalescer.pending(w.domain)))
-        plan = self.core.plan_round(w.domain, self.clock())
+        plan = self.core.plan_round(w.domain, self.clock(), busy=w.busy)
         for up in plan.acks:
             assert up.state.acked is not None and up.state.acked_version is not None
             ack = ShopifyAck(w.domain, up.entry.push.inventory_item_id,
@@ -510,10 +515,16 @@ class Sink:
             return action.timeout
         if isinstance(action, Pace):
             await asyncio.sleep(action.seconds)
-        elif isinstance(action, ReadLevels):
-            await self._read_levels(w, list(action.entries))
-        elif isinstance(action, Send):
-            await self._send(w, list(action.items), action.pushes)
+        elif isinstance(action, ReadLevels | Send):
+            w.busy += 1
+            try:
+                if isinstance(action, ReadLevels):
+                    await self._read_levels(w, list(action.entries))
+                else:
+                    await self._send(w, list(action.items), action.pushes)
+            finally:
+                w.busy -= 1
+                w.wake.set()  # a lane waiting beside this call may go now
         else:
             assert isinstance(action, Again)
         return None

@@ -215,6 +215,48 @@ def test_a_halt_requeues_the_batch_and_a_budget_short_batch_paces() -> None:
     assert isinstance(plan.action, Pace) and plan.action.seconds > 0
 
 
+def backlog_core(keys: int, calls: int) -> SinkCore:
+    """A shop whose budget is known (10 points per 25 items) and ``keys`` keys already acked
+    at 5, each with a new ledger value: a backlog to push."""
+    c = SinkCore.for_shops([SHOP], policy=CasPolicy(hold_for=30.0), flush=FlushPolicy(
+        window_s=1.0, max_reads_per_call=50, max_calls_in_flight=calls))
+    c.shops[SHOP].budget.observe(None, CostReport(10.0, 10.0, 1000.0, 1000.0, 100.0), 25, 0.0)
+    for i in range(keys):
+        item = f"BULK-{i:04d}"
+        c.seed(push(item, 1, 5).key, KeyState(acked=5, acked_version=1, target=5,
+                                               target_version=1))
+        feed(c, i, push(item, 2, 7), 0.0)
+    return c
+
+
+def test_a_backlog_is_drained_by_full_batches_in_parallel() -> None:
+    c = backlog_core(keys=600, calls=3)
+    first = c.plan_round(SHOP, 0.0, busy=0).action
+    second = c.plan_round(SHOP, 0.0, busy=1).action
+    assert isinstance(first, Send) and isinstance(second, Send)
+    assert len(first.items) == len(second.items) == 250
+    assert not {i.key for i in first.items} & {i.key for i in second.items}
+    # 100 keys left, not a full batch: beside calls in flight they wait for one to end.
+    assert c.plan_round(SHOP, 0.0, busy=2).action == Idle(1.0)
+    assert c.plan_round(SHOP, 5.0, busy=1).action == Idle(1.0)
+    # No call in flight: the rest goes once its window has passed.
+    last = c.plan_round(SHOP, 1.0, busy=0).action
+    assert isinstance(last, Send) and len(last.items) == 100
+
+
+def test_no_more_calls_than_allowed_and_no_reads_beside_a_call() -> None:
+    c = backlog_core(keys=600, calls=2)
+    assert isinstance(c.plan_round(SHOP, 0.0, busy=0).action, Send)
+    assert c.plan_round(SHOP, 0.0, busy=2).action == Idle(1.0)  # two in flight: the limit
+    c = SinkCore.for_shops([SHOP], policy=CasPolicy(hold_for=30.0), flush=FlushPolicy(
+        window_s=0.0, max_reads_per_call=50, max_calls_in_flight=4))
+    c.shops[SHOP].budget.observe(None, CostReport(10.0, 10.0, 1000.0, 1000.0, 100.0), 25, 0.0)
+    for i in range(300):  # keys never seen: each is read before its push
+        feed(c, i, push(f"NEW-{i:04d}", 1, 3), 0.0)
+    assert isinstance(c.plan_round(SHOP, 0.0, busy=1).action, Idle)
+    assert isinstance(c.plan_round(SHOP, 0.0, busy=0).action, ReadLevels)
+
+
 def test_a_reassert_forgets_what_shopify_holds_and_reads_again() -> None:
     c = core()
     key = push("HOT-TEE", 1, 5).key
