@@ -1,86 +1,77 @@
-"""Worker configuration, from environment variables (documented in docs/configuration.md)."""
+"""Worker settings (``tally worker``): loaded once in ``agents.worker.main`` with
+``pipeline.settings.load``; documented in docs/configuration.md, which is generated from here."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.topics import Topics
+from pipeline.settings import setting
+from pipeline.settings.parts import (
+    KafkaSettings,
+    LedgerSettings,
+    LoggingSettings,
+    locations_setting,
+)
 
 
-def bootstrap_from_env() -> str:
-    return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
-        "KAFKA_BOOTSTRAP", "127.0.0.1:9092"
-    )
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings(KafkaSettings, LedgerSettings, LoggingSettings):
     """Everything a ledger worker needs to start."""
 
-    bootstrap: str = field(default_factory=bootstrap_from_env)
-    app_id: str = field(default_factory=lambda: os.environ.get("TALLY_APP_ID", "tally-ledger"))
-    partitions: int = field(default_factory=lambda: int(os.environ.get("TALLY_PARTITIONS", "8")))
-    replication_factor: int = field(
-        default_factory=lambda: int(os.environ.get("TALLY_REPLICATION_FACTOR", "1"))
-    )
-    data_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("TALLY_DATA_DIR", ".tally/worker-data"))
-    )
-    locations_file: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("TALLY_LOCATIONS_FILE", "deploy/config/locations.example.toml")
-        )
-    )
+    data_dir: Path = setting(
+        Path(".tally/worker-data"), "RocksDB state directory (a persistent volume in production; "
+        "`/data` in the image)", env="TALLY_DATA_DIR")
+    locations_file: Path = locations_setting()
     # web_host is how peer workers reach this one (lookups are routed to the key's owner);
     # web_bind is the interface the server listens on (0.0.0.0 in containers).
-    web_host: str = field(default_factory=lambda: os.environ.get("TALLY_WEB_HOST", "127.0.0.1"))
-    web_bind: str = field(default_factory=lambda: os.environ.get("TALLY_WEB_BIND", "127.0.0.1"))
-    web_port: int = field(default_factory=lambda: int(os.environ.get("TALLY_WEB_PORT", "6066")))
-    dedupe_retention_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_DEDUPE_RETENTION_SECONDS", "604800"))
-    )
-    unmapped_report_interval_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_UNMAPPED_REPORT_INTERVAL_SECONDS",
-                                                     "3600"))
-    )
-    block_cache_bytes: int = field(
-        default_factory=lambda: int(os.environ.get("TALLY_ROCKSDB_BLOCK_CACHE_BYTES",
-                                                   str(32 * 1024 * 1024)))
-    )
-    standby_replicas: int = field(
-        default_factory=lambda: int(os.environ.get("TALLY_STANDBY_REPLICAS", "0"))
-    )
-    producer_linger_ms: int = field(
-        default_factory=lambda: int(os.environ.get("TALLY_PRODUCER_LINGER_MS", "20"))
-    )
-    commit_interval_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_COMMIT_INTERVAL_SECONDS", "1.0"))
-    )
+    web_host: str = setting(
+        "127.0.0.1", "host this worker advertises to peer workers for table routing "
+        "(`/ledger/…` lookups go to the key's owner); the pod/container name in compose and "
+        "Kubernetes", env="TALLY_WEB_HOST")
+    web_bind: str = setting(
+        "127.0.0.1", "interface the worker's web server listens on; `0.0.0.0` in containers",
+        env="TALLY_WEB_BIND")
+    web_port: int = setting(6066, "`/metrics`, `/healthz`, `/readyz`, `/ledger/{sku@branch}/`",
+                            env="TALLY_WEB_PORT")
+    dedupe_retention_s: float = setting(
+        604800.0, "how long dedupe marks (source, transaction, line) are kept per position "
+        "(7 days)", env="TALLY_DEDUPE_RETENTION_SECONDS")
+    unmapped_report_interval_s: float = setting(
+        3600.0, "at most one unmapped report per SKU@branch per interval",
+        env="TALLY_UNMAPPED_REPORT_INTERVAL_SECONDS")
+    block_cache_bytes: int = setting(
+        32 * 1024 * 1024, "RocksDB block cache per table (32 MiB); counts against the memory "
+        "limit", env="TALLY_ROCKSDB_BLOCK_CACHE_BYTES")
+    standby_replicas: int = setting(
+        0, "faust standby replicas of the positions table (1 = warm failover)",
+        env="TALLY_STANDBY_REPLICAS")
+    producer_linger_ms: int = setting(
+        20, "how long the worker's producer waits to batch records into one produce request "
+        "(20 ms: x1.4 events per worker CPU-second over 5 ms in `bench --only variants`)",
+        env="TALLY_PRODUCER_LINGER_MS")
+    commit_interval_s: float = setting(
+        1.0, "how often the worker commits the input offsets it processed in order "
+        "(agents/reading.py)", env="TALLY_COMMIT_INTERVAL_SECONDS")
     # Static group membership (KIP-345): a restarted worker with the same id takes its
-    # partitions back at once, without the rebalances a departed member causes. Set it to a
-    # stable name per worker (the pod name of a StatefulSet); unset = dynamic membership.
-    instance_id: str | None = field(
-        default_factory=lambda: os.environ.get("TALLY_INSTANCE_ID") or None
-    )
-    session_timeout_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_SESSION_TIMEOUT_SECONDS", "10"))
-    )
+    # partitions back at once, without the rebalances a departed member causes.
+    instance_id: str | None = setting(
+        None, "static group membership id of this worker (KIP-345): a restarted worker takes "
+        "its partitions back without a rebalance; set a stable name per worker, e.g. the "
+        "StatefulSet pod name", env="TALLY_INSTANCE_ID",
+        doc_default="— (unset: dynamic membership)")
+    session_timeout_s: float = setting(
+        10.0, "Kafka consumer session timeout: how soon a crashed worker's partitions move to "
+        "another", env="TALLY_SESSION_TIMEOUT_SECONDS")
     # Soft reservations without their own expiry end this long after they were made; the timer
     # that releases expired ones runs every reservation_scan_s.
-    reservation_ttl_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_RESERVATION_TTL_SECONDS", "86400"))
-    )
-    reservation_scan_s: float = field(
-        default_factory=lambda: float(os.environ.get("TALLY_RESERVATION_SCAN_SECONDS", "5"))
-    )
-    # Kits/bundles and per-SKU minimum publish thresholds (TOML); unset = none.
-    kits_file: Path | None = field(
-        default_factory=lambda: _optional_path(os.environ.get("TALLY_KITS_FILE"))
-    )
-    topics: Topics = field(default_factory=Topics)
-
-
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+    reservation_ttl_s: float = setting(
+        86400.0, "expiry of a reservation that does not carry its own",
+        env="TALLY_RESERVATION_TTL_SECONDS")
+    reservation_scan_s: float = setting(
+        5.0, "how often a worker's expiry timer scans its positions",
+        env="TALLY_RESERVATION_SCAN_SECONDS")
+    kits_file: Path | None = setting(
+        None, "kits/bundles and per-SKU minimum publish thresholds (TOML, see below and "
+        "`deploy/config/kits.example.toml`)", env="TALLY_KITS_FILE",
+        doc_default="— (no kits, no per-SKU thresholds)")

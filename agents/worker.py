@@ -532,8 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tally worker", description=main.__doc__)
     parser.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info",
                                                                 "debug"])
-    args = parser.parse_args(list(argv or []))
-    settings = WorkerSettings()
+    from pipeline.settings import add_flags, load
+
+    args = add_flags(parser, WorkerSettings).parse_args(list(argv or []))
+    settings = load(WorkerSettings, flags=args)
     logs.configure("worker")
     ensure_topics(settings.bootstrap, settings.topics, settings.partitions,
                   settings.replication_factor)

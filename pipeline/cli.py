@@ -90,6 +90,7 @@ _SERVICES: list[tuple[str, str, str]] = [
     ("reconcile", "pipeline.reconcile.cli", "compare Shopify with the ledger; report and repair"),
     ("delta-pull", "pipeline.delta_pull.service", "poll sources without events (watermark)"),
     ("dlq", "pipeline.operations.dlq", "dead letters: list, show, replay after a fix"),
+    ("config", "pipeline.settings.docs", "settings: docs/configuration.md from the code; show"),
 ]
 
 

@@ -33,8 +33,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import Producer
 
+from pipeline.delta_pull.config import DeltaPullSettings
 from pipeline.delta_pull.core import Window, advance, next_window
 from pipeline.observability import health
+from pipeline.settings import add_flags, load
 from pipeline.topics import Topics
 
 log = logging.getLogger("tally.delta_pull")
@@ -237,7 +239,7 @@ async def run_poller(poller: Poller, interval_s: float, readiness: health.Readin
 
 
 async def _serve_poller(poller: Poller, interval_s: float, once: bool,
-                        web_port: int | None) -> None:
+                        web_port: int | None, web_host: str = "127.0.0.1") -> None:
     from aiohttp import web
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -256,8 +258,7 @@ async def _serve_poller(poller: Poller, interval_s: float, once: bool,
         app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, os.environ.get("TALLY_DELTA_PULL_WEB_HOST", "127.0.0.1"),
-                          web_port).start()
+        await web.TCPSite(runner, web_host, web_port).start()
         readiness.set("kafka", False, "no Kafka metadata answer yet")
         tasks.append(asyncio.create_task(health.probe_kafka(readiness, poller.bootstrap)))
         watchdog.start()
@@ -274,11 +275,6 @@ async def _serve_poller(poller: Poller, interval_s: float, once: bool,
             await runner.cleanup()
 
 
-def _bootstrap() -> str:
-    return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
-        "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tally delta-pull``."""
     parser = argparse.ArgumentParser(prog="tally delta-pull", description=__doc__.split("\n")[0])
@@ -289,24 +285,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--csv-dir", help="folder of CSV exports")
     poll.add_argument("--system", required=True, choices=["erp", "wms", "pos", "3pl"])
     poll.add_argument("--name", help="poller name (watermark file); default the system")
-    poll.add_argument("--state-dir", default=os.environ.get("TALLY_DELTA_PULL_STATE_DIR",
-                                                            ".tally/delta-pull"))
-    poll.add_argument("--overlap", type=float, default=float(
-        os.environ.get("TALLY_DELTA_PULL_OVERLAP_SECONDS", "300")))
     poll.add_argument("--settle", type=float, default=5.0)
-    poll.add_argument("--interval", type=float, default=float(
-        os.environ.get("TALLY_DELTA_PULL_INTERVAL_SECONDS", "900")))
     poll.add_argument("--since", help="initial watermark (RFC 3339) when none is stored")
     poll.add_argument("--once", action="store_true")
-    web_port = os.environ.get("TALLY_DELTA_PULL_WEB_PORT")
-    poll.add_argument("--web-port", type=int, default=int(web_port) if web_port else None,
-                      help="serve /readyz, /healthz and /metrics on this port")
+    add_flags(poll, DeltaPullSettings)
     ref = sub.add_parser("refresh", help="import a legacy on-hand export as snapshots")
     ref.add_argument("file")
     ref.add_argument("--as-of", required=True, help="RFC 3339 time the export counts up to")
     ref.add_argument("--system", default="erp", choices=["erp", "3pl"])
+    add_flags(ref, DeltaPullSettings, only={"bootstrap"})
     args = parser.parse_args(list(argv or []))
-    bootstrap, topics = _bootstrap(), Topics()
+    settings = load(DeltaPullSettings, flags=args)
+    bootstrap, topics = settings.bootstrap, settings.topics
     if args.action == "refresh":
         with open(args.file, newline="", encoding="utf-8") as fh:
             events = legacy_snapshots(csv.DictReader(fh), args.as_of, args.system)
@@ -314,9 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"published {n} snapshots as of {args.as_of}")
         return 0
     source: Source = HttpSource(args.http) if args.http else CsvFolderSource(Path(args.csv_dir))
-    poller = Poller(source, WatermarkStore(Path(args.state_dir) / f"{args.name or args.system}"
+    poller = Poller(source, WatermarkStore(settings.state_dir / f"{args.name or args.system}"
                                            ".json"), bootstrap, args.system, topics,
-                    overlap_s=args.overlap, settle_s=args.settle,
+                    overlap_s=settings.overlap_s, settle_s=args.settle,
                     initial_s=parse_time(args.since) if args.since else 0.0)
-    asyncio.run(_serve_poller(poller, args.interval, args.once, args.web_port))
+    asyncio.run(_serve_poller(poller, settings.interval_s, args.once, settings.web_port,
+                              settings.web_host))
     return 0

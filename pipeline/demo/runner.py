@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pipeline.demo.services import Service, free_port, http_json, http_text, met
 from pipeline.demo.world import DemoWorld
 from pipeline.infra.kafka_read import read_to_end
 from pipeline.infra.kafka_topics import ensure_topics
-from pipeline.infra.local_kafka import KafkaStartError, LocalKafka
+from pipeline.infra.local_kafka import KafkaStartError, LocalKafka, LocalKafkaSettings
 from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.catalog import Catalog, CatalogEntry
@@ -32,10 +31,12 @@ from pipeline.ledger.movements import ledger_key, to_movements
 from pipeline.ledger.position import LedgerPosition
 from pipeline.messages import ShopifyAck
 from pipeline.operations.catalog import publish_entries
+from pipeline.settings import load, resolve
+from pipeline.settings.parts import KafkaSettings
 from pipeline.simulation.traffic import TrafficGenerator
 from pipeline.sink.compare_and_set import KeyState
 from pipeline.sink.records import ack_record
-from pipeline.topics import Topics
+from pipeline.topics import Topics, changelog_topic
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Demo:
         self.run_id = time.strftime("%Y%m%d-%H%M%S")
         self.dir = opts.workdir / self.run_id
         self.topics = Topics.prefixed(f"demo-{self.run_id}")
+        self.app_id = f"tally-demo-{self.run_id}"  # the worker's: names its changelogs
         self.world = DemoWorld(shops=opts.shops, skus=opts.skus, locations=opts.locations)
         self.services: list[Service] = []
         self.broker: LocalKafka | None = None
@@ -97,11 +99,13 @@ class Demo:
     # -- set-up ---------------------------------------------------------------------------------
 
     def start_broker(self) -> None:
-        if bootstrap := os.environ.get("KAFKA_BOOTSTRAP") or os.environ.get(
-                "TALLY_KAFKA_BOOTSTRAP"):
-            self.bootstrap = bootstrap
+        """The configured cluster when a bootstrap is set (flag, environment or settings file),
+        else the local broker (started unless it runs)."""
+        kafka, origin = resolve(KafkaSettings)
+        if origin["bootstrap"] != "default":
+            self.bootstrap = kafka.bootstrap
             return
-        broker = LocalKafka(port=int(os.environ.get("TALLY_KAFKA_PORT", "9092")))
+        broker = LocalKafka(port=load(LocalKafkaSettings).port)
         already = broker.pid() is not None
         self.say(f"kafka: {'using the running' if already else 'starting a'} local broker")
         self.bootstrap = broker.up()
@@ -141,7 +145,7 @@ class Demo:
         worker_port = free_port()
         self.worker_url = f"http://127.0.0.1:{worker_port}"
         worker = Service("worker", ["worker", "--loglevel=warn"], {
-            **base_env, "TALLY_APP_ID": f"tally-demo-{self.run_id}",
+            **base_env, "TALLY_APP_ID": self.app_id,
             "TALLY_INSTANCE_ID": f"tally-demo-{self.run_id}-worker-0",
             "TALLY_PARTITIONS": str(o.partitions), "TALLY_DATA_DIR": str(self.dir / "worker"),
             "TALLY_LOCATIONS_FILE": str(locations_file), "TALLY_WEB_PORT": str(worker_port),
@@ -384,8 +388,7 @@ class Demo:
         """Every key's position from the worker's changelog (what a recovering worker
         restores)."""
         out: dict[str, LedgerPosition] = {}
-        topic = f"tally-demo-{self.run_id}-positions-changelog"
-        for _, value in read_to_end(self.bootstrap, topic):
+        for _, value in read_to_end(self.bootstrap, changelog_topic(self.app_id)):
             if value is not None:
                 position = LedgerPosition.from_json(value)
                 out[position.key] = position

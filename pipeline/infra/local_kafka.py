@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.settings import load, setting
+
 DEFAULT_VERSION = "3.9.1"
 RELOAD4J = ("ch.qos.reload4j", "reload4j", "1.2.25")
 SLF4J_RELOAD4J = ("org.slf4j", "slf4j-reload4j", "1.7.36")
@@ -28,11 +30,28 @@ class KafkaStartError(RuntimeError):
     """The broker could not be fetched or did not come up."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class LocalKafkaSettings:
+    """The local broker (``tally kafka``) and the download cache (jars, Shopify's schema)."""
+
+    version: str = setting(DEFAULT_VERSION, "Apache Kafka version run by `tally kafka up`",
+                           env="TALLY_KAFKA_VERSION")
+    port: int = setting(9092, "broker port of the local Kafka", env="TALLY_KAFKA_PORT")
+    controller_port: int = setting(9093, "KRaft controller port of the local Kafka",
+                                   env="TALLY_KAFKA_CONTROLLER_PORT")
+    cache_dir: Path | None = setting(
+        None, "Kafka jars and Shopify's Admin schema (`/opt/tally-cache` in the image)",
+        env="TALLY_CACHE_DIR", doc_default="$XDG_CACHE_HOME/tally")
+    xdg_cache_home: Path | None = setting(None, "base of the default cache directory",
+                                          env="XDG_CACHE_HOME", doc_default="~/.cache")
+
+
 def cache_root() -> Path:
-    base = os.environ.get("TALLY_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tally"
-    )
-    return Path(base)
+    """``TALLY_CACHE_DIR``, else ``$XDG_CACHE_HOME/tally``, else ``~/.cache/tally``."""
+    settings = load(LocalKafkaSettings)
+    if settings.cache_dir is not None:
+        return settings.cache_dir
+    return (settings.xdg_cache_home or Path(os.path.expanduser("~/.cache"))) / "tally"
 
 
 @dataclass(frozen=True)
@@ -279,8 +298,7 @@ class LocalKafka:
 
 
 def from_env() -> LocalKafka:
-    return LocalKafka(
-        version=os.environ.get("TALLY_KAFKA_VERSION", DEFAULT_VERSION),
-        port=int(os.environ.get("TALLY_KAFKA_PORT", "9092")),
-        controller_port=int(os.environ.get("TALLY_KAFKA_CONTROLLER_PORT", "9093")),
-    )
+    """The local broker as configured (``LocalKafkaSettings``)."""
+    settings = load(LocalKafkaSettings)
+    return LocalKafka(version=settings.version, port=settings.port,
+                      controller_port=settings.controller_port)

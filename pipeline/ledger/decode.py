@@ -7,7 +7,6 @@ Validators are compiled once per schemas directory (this is the hot path). The s
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Container
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,7 @@ from pipeline.ledger import codec
 from pipeline.ledger.events import EVENT_TYPES, MAX_QUANTITY, Rejection, SourceEvent
 from pipeline.ledger.fastcheck import Check, Unsupported, compile_schema
 from pipeline.ledger.identifiers import location_problem, sku_problem, transaction_id_problem
+from pipeline.settings import load, setting
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 SCHEMA_VERSION_DIR = "v1"
@@ -40,10 +40,19 @@ _IDENTIFIERS = (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class SchemaSettings:
+    """Where the JSON Schemas of source events are."""
+
+    schemas_dir: Path | None = setting(
+        None, "root of the JSON Schemas of source events (`/app/schemas` in the image)",
+        env="TALLY_SCHEMAS_DIR", doc_default="<repo>/schemas")
+
+
 def schemas_dir() -> Path:
     """Root of the JSON Schemas: ``$TALLY_SCHEMAS_DIR`` or ``<repo>/schemas``."""
-    override = os.environ.get("TALLY_SCHEMAS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "schemas"
+    override = load(SchemaSettings).schemas_dir
+    return override if override else Path(__file__).resolve().parents[2] / "schemas"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -58,12 +57,18 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(service: str, *, level: str | None = None, secrets: Iterable[str] = ()) -> None:
-    """Send every log record to stderr as JSON. ``TALLY_LOG_LEVEL`` sets the level (info)."""
+    """Send every log record to stderr as JSON at ``level`` (unset: the ``LoggingSettings``
+    level, ``TALLY_LOG_LEVEL``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("TALLY_LOG_LEVEL", "info")).upper())
+    if level is None:
+        from pipeline.settings import load
+        from pipeline.settings.parts import LoggingSettings
+
+        level = load(LoggingSettings).log_level
+    root.setLevel(level.upper())
     logging.Formatter.converter = time.gmtime
 
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from confluent_kafka import Producer
 
-from agents.settings import bootstrap_from_env
 from pipeline.ledger.catalog import CatalogEntry, parse_catalog_lines
-from pipeline.topics import Topics
+from pipeline.operations.config import OperatorSettings
+from pipeline.settings import add_flags, load
 
 
 def catalog_record(entry: CatalogEntry) -> tuple[bytes, bytes]:
@@ -45,35 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     imp = sub.add_parser("import", help="publish shop,sku,inventory_item_id lines from a CSV")
     imp.add_argument("file")
-    imp.add_argument("--bootstrap", default=None)
+    add_flags(imp, OperatorSettings, only={"bootstrap"})
     syn = sub.add_parser("sync", help="fill the mapping from Shopify's productVariants by SKU")
     syn.add_argument("--shop", required=True)
     syn.add_argument("--skus", help="file with one SKU per line (default: the ledger's SKUs)")
-    syn.add_argument("--shops-file", default=None)
-    syn.add_argument("--bootstrap", default=None)
+    add_flags(syn, OperatorSettings, only={"bootstrap", "shops_file"})
     args = parser.parse_args(list(argv or []))
+    settings = load(OperatorSettings, flags=args)
     if args.action == "sync":
-        return _sync(args)
+        return _sync(args, settings)
     with open(args.file, encoding="utf-8") as fh:
         entries, errors = parse_catalog_lines(fh)
     for error in errors:
         print(f"{args.file}:{error.line_number}: {error.problem}", file=sys.stderr)
-    publish_entries(args.bootstrap or bootstrap_from_env(), Topics().catalog, entries)
+    publish_entries(settings.bootstrap, settings.topics.catalog, entries)
     print(f"imported {len(entries)} mappings, {len(errors)} lines rejected")
     return 1 if errors else 0
 
 
-def _sync(args: argparse.Namespace) -> int:
+def _sync(args: argparse.Namespace, settings: OperatorSettings) -> int:
     import asyncio
-    import os
 
     from pipeline.infra.kafka_read import latest_by_key
     from pipeline.ledger.position import LedgerPosition
     from pipeline.operations.catalog_sync import sync_shop
     from pipeline.shopify.shops import load_shops
 
-    bootstrap = args.bootstrap or bootstrap_from_env()
-    shops_file = args.shops_file or os.environ.get("TALLY_SHOPS_FILE")
+    bootstrap, shops_file = settings.bootstrap, settings.shops_file
     if not shops_file:
         print("no shops file: pass --shops-file or set TALLY_SHOPS_FILE", file=sys.stderr)
         return 2
@@ -86,11 +84,10 @@ def _sync(args: argparse.Namespace) -> int:
         with open(args.skus, encoding="utf-8") as fh:
             skus = sorted({line.strip() for line in fh if line.strip()})
     else:
-        changelog = f"{os.environ.get('TALLY_APP_ID', 'tally-ledger')}-positions-changelog"
-        skus = sorted({LedgerPosition.from_json(v).sku
-                       for v in latest_by_key(bootstrap, changelog, timeout=120).values()})
+        skus = sorted({LedgerPosition.from_json(v).sku for v in latest_by_key(
+            bootstrap, settings.positions_changelog, timeout=120).values()})
     result = asyncio.run(sync_shop(shop, skus))
-    publish_entries(bootstrap, Topics().catalog, result.entries)
+    publish_entries(bootstrap, settings.topics.catalog, result.entries)
     for sku, items in sorted(result.duplicates.items()):
         print(f"duplicate SKU {sku}: {', '.join(items)} (not mapped)", file=sys.stderr)
     for sku in result.missing:

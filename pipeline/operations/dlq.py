@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -23,6 +22,8 @@ from typing import Any
 from pipeline.infra.kafka_read import Record, fetch_record, read_records
 from pipeline.ledger.events import reason_table
 from pipeline.messages import DeadLetter
+from pipeline.settings import add_flags, load
+from pipeline.settings.parts import KafkaSettings
 from pipeline.topics import Topics
 
 REPLAY_HEADER = "tally-replay-of"  # value: "<dlq topic>/<partition>/<offset>"
@@ -132,8 +133,7 @@ def replay(letters: Sequence[Letter], bootstrap: str, dlq_topic: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tally dlq", description=__doc__.split("\n")[0])
-    parser.add_argument("--bootstrap", default=os.environ.get("TALLY_KAFKA_BOOTSTRAP")
-                        or os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    add_flags(parser, KafkaSettings)
     sub = parser.add_subparsers(dest="action", required=True)
     for name, text in (("list", "counts by reason, source system and topic"),
                        ("replay", "send letters' originals to their source topic again")):
@@ -147,19 +147,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("id", help="PARTITION:OFFSET on the dead-letter topic (see list --ids)")
     sub.add_parser("reasons", help="every reason the worker gives, as a Markdown table")
     args = parser.parse_args(list(argv or []))
-
+    settings = load(KafkaSettings, flags=args)
     if args.action == "reasons":
         print(reason_table())
         return 0
-    topics = Topics()
-    letters, foreign = parse_letters(read_records(args.bootstrap, topics.dead_letter))
+    topics, bootstrap = settings.topics, settings.bootstrap
+    letters, foreign = parse_letters(read_records(bootstrap, topics.dead_letter))
     if args.action == "show":
         matches: list[Letter | None] = [*select(letters, ids=[args.id])]
         (found,) = matches or [None]
         if found is None:
             print(f"error: no letter {args.id} on {topics.dead_letter}", file=sys.stderr)
             return 1
-        _, value, origin = original_of(found, args.bootstrap)
+        _, value, origin = original_of(found, bootstrap)
         view = {**found.letter.to_dict(), "id": found.id, "original_from": origin}
         if value is not None:
             text, encoding = DeadLetter.encode_original(value)
@@ -176,6 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "ids": [x.id for x in chosen]}, indent=2))
         return 0
     started = time.monotonic()
-    counts = replay(chosen, args.bootstrap, topics.dead_letter, sources)
+    counts = replay(chosen, bootstrap, topics.dead_letter, sources)
     print(json.dumps({**counts, "seconds": round(time.monotonic() - started, 2)}))
     return 0

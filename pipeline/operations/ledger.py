@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -13,6 +12,8 @@ import urllib.request
 from collections.abc import Sequence
 
 from pipeline.ledger.movements import ledger_key
+from pipeline.operations.config import OperatorSettings
+from pipeline.settings import add_flags, load
 
 
 def fetch_position(base_url: str, sku: str, branch: str, timeout: float = 10.0) -> dict:
@@ -28,20 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("show", help="a SKU's position at one branch, with its ATS breakdown")
     show.add_argument("sku")
     show.add_argument("--location", required=True, help="branch id")
-    show.add_argument("--worker", default=os.environ.get("TALLY_WORKER_URL",
-                                                         "http://127.0.0.1:6066"))
+    add_flags(show, OperatorSettings, only={"worker_url"})
     hist = sub.add_parser("history", help="the applied movements behind a position")
     hist.add_argument("sku")
     hist.add_argument("--location", required=True, help="branch id")
     hist.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    add_flags(hist, OperatorSettings, only={"bootstrap"})
     args = parser.parse_args(list(argv or []))
+    settings = load(OperatorSettings, flags=args)
     if args.action == "history":
         from pipeline.operations.history import format_rows, read_history
-        from pipeline.topics import Topics
 
-        bootstrap = os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
-            "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-        rows = read_history(bootstrap, Topics().history, args.sku, args.location)
+        rows = read_history(settings.bootstrap, settings.topics.history, args.sku,
+                            args.location)
         if not rows:
             print(f"no history for {args.sku} at {args.location}", file=sys.stderr)
             return 1
@@ -49,12 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               else format_rows(rows))
         return 0
     try:
-        view = fetch_position(args.worker, args.sku, args.location)
+        view = fetch_position(settings.worker_url, args.sku, args.location)
     except urllib.error.HTTPError as exc:
         print(f"error: {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
     except urllib.error.URLError as exc:
-        print(f"error: worker at {args.worker} not reachable: {exc.reason}", file=sys.stderr)
+        print(f"error: worker at {settings.worker_url} not reachable: {exc.reason}",
+              file=sys.stderr)
         return 1
     print(json.dumps(view, indent=2, sort_keys=True))
     return 0

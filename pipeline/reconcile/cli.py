@@ -9,10 +9,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import signal
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +23,7 @@ from pipeline.reconcile.service import (
     report_history,
     run_reconcile,
 )
-from pipeline.shopify.shops import load_shops
+from pipeline.settings import add_flags, load
 
 log = logging.getLogger("tally.reconcile")
 
@@ -113,13 +111,11 @@ def build_web(scheduler: Scheduler) -> web.Application:
     return app
 
 
-async def _serve(settings: ReconcileSettings, at: str, port: int, fix: bool,
-                 threshold: int) -> None:
-    scheduler = Scheduler(settings, at)
+async def _serve(settings: ReconcileSettings, fix: bool, threshold: int) -> None:
+    scheduler = Scheduler(settings, settings.at)
     runner = web.AppRunner(build_web(scheduler), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, os.environ.get("TALLY_RECONCILE_WEB_HOST", "127.0.0.1"),
-                      port).start()
+    await web.TCPSite(runner, settings.web_host, settings.web_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -148,25 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="re-assert differences above the threshold through the sink")
     parser.add_argument("--threshold", type=int, default=0,
                         help="only fix differences whose size exceeds this many units")
-    parser.add_argument("--shops-file")
-    parser.add_argument("--report-dir")
     parser.add_argument("--serve", action="store_true",
                         help="run the nightly schedule and the HTTP trigger instead")
-    parser.add_argument("--at", default=os.environ.get("TALLY_RECONCILE_AT", "02:00"),
-                        help="daily run time, HH:MM UTC (serve)")
-    parser.add_argument("--port", type=int,
-                        default=int(os.environ.get("TALLY_RECONCILE_WEB_PORT", "6070")))
-    args = parser.parse_args(args_in)
-    settings = ReconcileSettings.from_env(
-        shops=load_shops(args.shops_file) if args.shops_file else None,
-        report_dir=None if args.report_dir is None else Path(args.report_dir))
+    args = add_flags(parser, ReconcileSettings).parse_args(args_in)
+    settings = load(ReconcileSettings, flags=args)
     secrets = []
     for shop in settings.shops:
         with contextlib.suppress(Exception):
             secrets.append(shop.token())
-    logs.configure("reconcile", secrets=secrets)
+    logs.configure("reconcile", level=settings.log_level, secrets=secrets)
     if args.serve:
-        asyncio.run(_serve(settings, args.at, args.port, args.fix, args.threshold))
+        asyncio.run(_serve(settings, args.fix, args.threshold))
         return 0
     if not args.shop:
         parser.error("--shop is required (or --serve)")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from pipeline.ledger.locations import Locations, load_locations
 from pipeline.ledger.position import LedgerPosition
 from pipeline.messages import ShopifyPush, push_key
 from pipeline.reconcile import metrics as rm
+from pipeline.reconcile.config import ReconcileSettings
 from pipeline.reconcile.core import (
     CSV_FIELDS,
     AckState,
@@ -42,55 +42,9 @@ from pipeline.reconcile.core import (
 )
 from pipeline.shopify.client import ShopClient
 from pipeline.shopify.reader import read_levels
-from pipeline.shopify.shops import ShopConfig, load_shops
 from pipeline.sink.records import parse_ack_record
-from pipeline.topics import Topics
 
 log = logging.getLogger("tally.reconcile")
-
-
-def _bootstrap() -> str:
-    return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
-        "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-
-
-@dataclass
-class ReconcileSettings:
-    """Everything a run needs; ``from_env()`` reads the ``TALLY_*`` variables."""
-
-    bootstrap: str = field(default_factory=_bootstrap)
-    app_id: str = "tally-ledger"  # the worker's: its changelog is {app_id}-positions-changelog
-    locations_file: str = "deploy/config/locations.example.toml"
-    shops: list[ShopConfig] = field(default_factory=list)
-    topics: Topics = field(default_factory=Topics)
-    report_topic: str = "tally.reconciliation.v1"
-    report_dir: Path = Path(".tally/reconcile")
-    grace_s: float = 300.0
-    batch: int = 100
-    http_timeout_s: float = 30.0
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> ReconcileSettings:
-        env = os.environ
-        shops_file = env.get("TALLY_SHOPS_FILE")
-        values: dict[str, Any] = {
-            "app_id": env.get("TALLY_APP_ID", "tally-ledger"),
-            "locations_file": env.get("TALLY_LOCATIONS_FILE",
-                                      "deploy/config/locations.example.toml"),
-            "shops": load_shops(shops_file) if shops_file else [],
-            "report_topic": Topics().reconciliation,
-            "report_dir": Path(env.get("TALLY_RECONCILE_REPORT_DIR", ".tally/reconcile")),
-            "grace_s": float(env.get("TALLY_RECONCILE_GRACE_SECONDS", "300")),
-            "batch": int(env.get("TALLY_RECONCILE_BATCH", "100")),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def shop(self, domain: str) -> ShopConfig:
-        for s in self.shops:
-            if s.domain == domain:
-                return s
-        raise ValueError(f"shop {domain} is not in the shops file")
 
 
 @dataclass
@@ -104,7 +58,7 @@ class RunResult:
 def read_inputs(settings: ReconcileSettings) -> tuple[dict[str, LedgerPosition], Catalog,
                                                       dict[str, AckState]]:
     """Ledger positions, catalog and acks, each read to its end."""
-    changelog = f"{settings.app_id}-positions-changelog"
+    changelog = settings.positions_changelog
     positions = {}
     for key, raw in latest_by_key(settings.bootstrap, changelog, timeout=120).items():
         try:
@@ -261,11 +215,12 @@ async def run_reconcile(settings: ReconcileSettings, shop: str, *, fix: bool = F
                         corrected=len(fixes), cost_points=stats.cost_actual, fixed=fix,
                         threshold=threshold)
     json_path, csv_path = write_reports(settings.report_dir, summary, rows)
-    ensure_report_topic(settings.bootstrap, settings.report_topic)
+    report_topic = settings.report_topic or settings.topics.reconciliation
+    ensure_report_topic(settings.bootstrap, report_topic)
     records = [(f"{shop}|{r.sku}@{r.branch}", json.dumps(
         {"kind": "delta", "run_id": run_id, **r.as_dict()}).encode()) for r in rows if r.discrepant]
     records.append((shop, json.dumps({"kind": "summary", **summary.as_dict()}).encode()))
-    publish(settings.bootstrap, settings.report_topic, records)
+    publish(settings.bootstrap, report_topic, records)
     rm.KEYS_CHECKED.labels(shop).inc(summary.keys_checked)
     for cause, n in summary.by_cause.items():
         rm.DISCREPANCIES.labels(shop, cause).inc(n)

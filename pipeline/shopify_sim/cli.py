@@ -6,53 +6,82 @@ import argparse
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.settings import add_flags, load, setting
 from pipeline.shopify_sim.bucket import PLANS
 from pipeline.shopify_sim.config import FaultConfig, SimConfig
 from pipeline.shopify_sim.server import run_simulator
 from pipeline.shopify_sim.webhooks import WebhookConfig
 
 
+@dataclass(frozen=True, kw_only=True)
+class SimFlags:
+    """The simulator's start-up settings: command-line flags only (no variables)."""
+
+    host: str = setting("127.0.0.1", "bind address (`0.0.0.0` in containers)", flag="--host")
+    port: int = setting(8085, "Admin API, `/_sim/*` control API, `/metrics`, `/healthz`",
+                        flag="--port")
+    seed: str | None = setting(
+        None, "JSON seed file: shops, tokens, webhook secrets, locations, items, levels",
+        flag="--seed")
+    shops: int = setting(1, "generated shops (without `--seed`)", flag="--shops")
+    skus: int = setting(100, "generated SKUs per shop", flag="--skus")
+    locations: int = setting(2, "generated locations per shop", flag="--locations")
+    available: int = setting(10, "initial available per level", flag="--available")
+    plan: str = setting("standard", "Shopify plan: bucket size and restore rate", flag="--plan",
+                        choices=tuple(sorted(PLANS)))
+    bucket_size: float | None = setting(None, "override the cost bucket size",
+                                        flag="--bucket-size", doc_default="plan's")
+    restore_rate: float | None = setting(None, "override the restore rate (points/s)",
+                                         flag="--restore-rate", doc_default="plan's")
+    random_seed: int | None = setting(None, "make random choices reproducible",
+                                      flag="--random-seed")
+    lenient_idempotency: bool = setting(
+        False, "do not enforce `@idempotent` (reported real-world behaviour)",
+        flag="--lenient-idempotency", doc_default="off")
+    mutation_latency: float = setting(0.0, "seconds added to every mutation",
+                                      flag="--mutation-latency")
+    credentials_file: str | None = setting(
+        None, "write shop domains, tokens and webhook secrets here (mode 0600)",
+        flag="--credentials-file")
+    webhook_url: str | None = setting(None, "where to send signed webhooks",
+                                      flag="--webhook-url")
+    webhook_api_version: str = setting("2026-10", "`X-Shopify-API-Version` of webhooks",
+                                       flag="--webhook-api-version")
+    webhook_duplicate_rate: float = setting(0.0, "share of webhooks delivered twice",
+                                            flag="--webhook-duplicate-rate")
+    webhook_min_delay: float = setting(0.0, "minimum delivery delay, s",
+                                       flag="--webhook-min-delay")
+    webhook_max_delay: float = setting(0.0, "maximum delivery delay, s",
+                                       flag="--webhook-max-delay")
+    webhook_reorder_rate: float = setting(0.0, "share of webhooks delivered out of order",
+                                          flag="--webhook-reorder-rate")
+    webhook_retry_base: float = setting(0.05, "first retry delay of failed deliveries, s",
+                                        flag="--webhook-retry-base")
+    storefront_rate: float = setting(0.0, "storefront orders per second per shop",
+                                     flag="--storefront-rate")
+    order_max_quantity: int = setting(1, "maximum quantity per order line",
+                                      flag="--order-max-quantity")
+    fault_5xx: float = setting(0.0, "share of Admin API calls answered 5xx", flag="--fault-5xx")
+    fault_429: float = setting(0.0, "share answered 429", flag="--fault-429")
+    fault_retry_after: float = setting(1.0, "`Retry-After` of injected 429s, s",
+                                       flag="--fault-retry-after")
+    fault_timeout: float = setting(0.0, "share that hang", flag="--fault-timeout")
+    fault_timeout_seconds: float = setting(30.0, "how long they hang",
+                                           flag="--fault-timeout-seconds")
+    fault_reset: float = setting(0.0, "share whose connection is reset", flag="--fault-reset")
+    fault_slow: float = setting(0.0, "share answered slowly", flag="--fault-slow")
+    fault_slow_seconds: float = setting(0.5, "how slowly", flag="--fault-slow-seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tally shopify-sim", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8085)
-    p.add_argument("--seed", help="JSON seed file with shops, locations, items and levels")
-    p.add_argument("--shops", type=int, default=1)
-    p.add_argument("--skus", type=int, default=100)
-    p.add_argument("--locations", type=int, default=2)
-    p.add_argument("--available", type=int, default=10, help="initial available per level")
-    p.add_argument("--plan", choices=sorted(PLANS), default="standard")
-    p.add_argument("--bucket-size", type=float)
-    p.add_argument("--restore-rate", type=float)
-    p.add_argument("--random-seed", type=int)
-    p.add_argument("--lenient-idempotency", action="store_true",
-                   help="do not enforce @idempotent (reported real-world behaviour)")
-    p.add_argument("--mutation-latency", type=float, default=0.0)
-    p.add_argument("--credentials-file",
-                   help="write shop domains, access tokens and webhook secrets here (mode 0600)")
-    p.add_argument("--webhook-url")
-    p.add_argument("--webhook-api-version", default="2026-10")
-    p.add_argument("--webhook-duplicate-rate", type=float, default=0.0)
-    p.add_argument("--webhook-min-delay", type=float, default=0.0)
-    p.add_argument("--webhook-max-delay", type=float, default=0.0)
-    p.add_argument("--webhook-reorder-rate", type=float, default=0.0)
-    p.add_argument("--webhook-retry-base", type=float, default=0.05)
-    p.add_argument("--storefront-rate", type=float, default=0.0, help="orders/s per shop")
-    p.add_argument("--order-max-quantity", type=int, default=1)
-    p.add_argument("--fault-5xx", type=float, default=0.0)
-    p.add_argument("--fault-429", type=float, default=0.0)
-    p.add_argument("--fault-retry-after", type=float, default=1.0)
-    p.add_argument("--fault-timeout", type=float, default=0.0)
-    p.add_argument("--fault-timeout-seconds", type=float, default=30.0)
-    p.add_argument("--fault-reset", type=float, default=0.0)
-    p.add_argument("--fault-slow", type=float, default=0.0)
-    p.add_argument("--fault-slow-seconds", type=float, default=0.5)
-    return p
+    return add_flags(p, SimFlags, config_file=False)
 
 
-def config_from_args(a: argparse.Namespace) -> SimConfig:
+def config_from_flags(a: SimFlags) -> SimConfig:
     return SimConfig(
         shops=a.shops, skus=a.skus, locations=a.locations, plan=a.plan,
         initial_available=a.available, seed=a.seed, random_seed=a.random_seed,
@@ -90,11 +119,11 @@ async def _serve(config: SimConfig, host: str, port: int, credentials: str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    flags = load(SimFlags, flags=build_parser().parse_args(argv), environ={})
     logging.basicConfig(level=logging.INFO)
     try:
-        asyncio.run(_serve(config_from_args(args), args.host, args.port,
-                           args.credentials_file))
+        asyncio.run(_serve(config_from_flags(flags), flags.host, flags.port,
+                           flags.credentials_file))
     except KeyboardInterrupt:
         return 0
     return 0

@@ -85,7 +85,7 @@ class CostCalculator:
                 edge_t = get_named_type(conn_type.fields["edges"].type)
                 for gc in iter_fields(edge_t, child.selection_set, self.fragments):
                     if gc.name.value == "node":
-                        node_t = get_named_type(edge_t.fields["node"].type)  # type: ignore[union-attr]
+                        node_t = get_named_type(edge_t.fields["node"].type)
                         cost += 1 + self.selection(node_t, gc.selection_set)
             elif name == "nodes":
                 node_t = get_named_type(conn_type.fields["nodes"].type)

@@ -26,8 +26,11 @@ class SimHooks(Protocol):
     """What mutations need from the running simulator."""
 
     idempotency: IdempotencyStore
-    strict_idempotency: bool
-    mutation_latency_s: float
+
+    @property
+    def strict_idempotency(self) -> bool: ...
+    @property
+    def mutation_latency_s(self) -> float: ...
 
     def now(self) -> float: ...
     def record_user_errors(self, codes: list[str | None]) -> None: ...
@@ -53,7 +56,7 @@ class Quantity:
 
 
 def _shop(ctx: ExecContext) -> Shop:
-    return ctx.env.shop  # type: ignore[no-any-return]
+    return ctx.env.shop
 
 
 # --- pagination -------------------------------------------------------------------------------
@@ -181,7 +184,16 @@ def _q_variant(_: Any, a: dict[str, Any], ctx: ExecContext) -> Any:
 
 def _fields(type_name: str, table: dict[str, Callable[[Any], Any]]) -> None:
     for name, fn in table.items():
-        resolver(type_name, name)(lambda obj, a, x, fn=fn: fn(obj))
+        resolver(type_name, name)(_of_object(fn))
+
+
+def _of_object(fn: Callable[[Any], Any]) -> Callable[[Any, dict[str, Any], ExecContext], Any]:
+    """A resolver that reads one attribute-like value of its parent object."""
+
+    def resolve(obj: Any, a: dict[str, Any], ctx: ExecContext) -> Any:
+        return fn(obj)
+
+    return resolve
 
 
 _fields("Shop", {
@@ -252,7 +264,7 @@ def _item_levels(i: Any, a: dict[str, Any], ctx: ExecContext) -> Conn:
 @resolver("InventoryItem", "inventoryLevel")
 def _item_level(i: Any, a: dict[str, Any], ctx: ExecContext) -> Any:
     loc = parse_gid(a["locationId"], "Location")
-    return _shop(ctx).levels.get((i.id, loc)) if loc is not None else None  # type: ignore[arg-type]
+    return _shop(ctx).levels.get((i.id, loc)) if loc is not None else None
 
 
 @resolver("Location", "inventoryLevels")
@@ -263,7 +275,7 @@ def _loc_levels(x: Any, a: dict[str, Any], ctx: ExecContext) -> Conn:
 @resolver("Location", "inventoryLevel")
 def _loc_level(x: Any, a: dict[str, Any], ctx: ExecContext) -> Any:
     item = parse_gid(a["inventoryItemId"], "InventoryItem")
-    return _shop(ctx).levels.get((item, x.id)) if item is not None else None  # type: ignore[arg-type]
+    return _shop(ctx).levels.get((item, x.id)) if item is not None else None
 
 
 # --- mutations --------------------------------------------------------------------------------
@@ -320,7 +332,7 @@ async def _mutate(name: str, apply: Callable[[Shop, dict[str, Any], str], Mutati
         fingerprint = json.dumps([name, args], sort_keys=True, default=str)
         claim, stored = hooks.idempotency.claim(shop.domain, key, fingerprint, hooks.now())
         if claim is Claim.REPLAY:
-            return stored  # type: ignore[no-any-return]
+            return stored
         if claim is not Claim.NEW:
             hooks.record_user_errors([claim.value])
             return MutationOutcome(None, [user_error(claim.value, "idempotent", "key")], [])

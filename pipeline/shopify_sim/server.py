@@ -380,7 +380,8 @@ async def handle_graphql(request: web.Request) -> web.StreamResponse:
     return _count(sim, shop, _json(result))
 
 
-def _count(sim: Simulator, shop: Shop | None, resp: web.Response) -> web.Response:
+def _count(sim: Simulator, shop: Shop | None, resp: web.StreamResponse
+           ) -> web.StreamResponse:
     by = sim.stats["requests_by_status"]
     by[str(resp.status)] = by.get(str(resp.status), 0) + 1
     sim.metrics.requests.labels(shop.domain if shop else "unknown", str(resp.status)).inc()
@@ -581,9 +582,7 @@ async def run_simulator(config: SimConfig | None = None, host: str = "127.0.0.1"
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]  # the bound port when port is 0
     await sim.webhooks.start()
     sim.start_storefront()
     try:

@@ -39,11 +39,12 @@ from pipeline.infra.kafka_read import latest_by_key
 from pipeline.messages import DeadLetter, ShopifyAck
 from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
+from pipeline.settings import add_flags, load
 from pipeline.shopify.backoff import Backoff
 from pipeline.shopify.budget import CostReport
 from pipeline.shopify.client import HttpResult, ShopClient
 from pipeline.shopify.levels import levels_query
-from pipeline.shopify.shops import ShopConfig, load_shops
+from pipeline.shopify.shops import ShopConfig
 from pipeline.sink import steps
 from pipeline.sink.batching import BatchItem, BatchRequest, build_request
 from pipeline.sink.coalescing import Coalescer, Entry
@@ -757,34 +758,17 @@ async def run_sink(settings: SinkSettings) -> AsyncIterator[Sink]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tally sink", description=__doc__.splitlines()[0])
-    p.add_argument("--shops-file", help="TOML shops file (default $TALLY_SHOPS_FILE)")
-    p.add_argument("--bootstrap", help="Kafka bootstrap (default $TALLY_KAFKA_BOOTSTRAP)")
-    p.add_argument("--group", help="consumer group (default tally-sink)")
-    p.add_argument("--window", type=float, help="staleness window, s (default 1)")
-    p.add_argument("--hold", type=float, help="compare-and-set hold, s (default 30)")
-    p.add_argument("--web-port", type=int, help="/metrics, /healthz, /readyz port")
-    for name in ("push", "acks", "drift", "dlq"):
-        p.add_argument(f"--topic-{name}", help=f"override the {name} topic")
+    add_flags(p, SinkSettings)
+    for name, topic in (("push", "shopify_push"), ("acks", "shopify_acks"), ("drift", "drift"),
+                        ("dlq", "dead_letter")):
+        p.add_argument(f"--topic-{name}", dest=f"topics.{topic}",
+                       help=f"override the {name} topic")
     return p
 
 
 def settings_from_args(argv: list[str] | None) -> SinkSettings:
-    from pipeline.topics import Topics
-
-    a = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {
-        "bootstrap": a.bootstrap, "group_id": a.group, "window_s": a.window,
-        "hold_for_s": a.hold, "web_port": a.web_port,
-        "shops": load_shops(a.shops_file) if a.shops_file else None,
-    }
-    settings = SinkSettings.from_env(**overrides)
-    topic_overrides = {k: v for k, v in {
-        "shopify_push": a.topic_push, "shopify_acks": a.topic_acks, "drift": a.topic_drift,
-        "dead_letter": a.topic_dlq}.items() if v}
-    if topic_overrides:
-        base = settings.topics
-        settings.topics = Topics(**{**base.__dict__, **topic_overrides})
-    return settings
+    """The sink's settings: flags > environment > settings file > defaults."""
+    return load(SinkSettings, flags=build_parser().parse_args(argv))
 
 
 async def _serve(settings: SinkSettings) -> None:
@@ -803,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     for shop in settings.shops:
         with contextlib.suppress(Exception):
             secrets.append(shop.token())
-    logs.configure(SERVICE, secrets=secrets)
+    logs.configure(SERVICE, level=settings.log_level, secrets=secrets)
     if not settings.shops:
         log.error("no shops configured (TALLY_SHOPS_FILE or --shops-file)")
         return 2

@@ -46,8 +46,8 @@ class SkuIndex:
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One catalog record (a None value is a tombstone for its ``shop|sku`` key)."""
         if value is None:
-            shop, _, sku = (key or b"").decode(errors="replace").partition("|")
-            self._drop(shop, sku)
+            dropped_shop, _, dropped_sku = (key or b"").decode(errors="replace").partition("|")
+            self._drop(dropped_shop, dropped_sku)
             return
         try:
             data = json.loads(value)
@@ -152,8 +152,11 @@ class CatalogFeed:
                         continue
                     self.index.apply(msg.key(), msg.value())
                     read += 1
-                    if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                        ends.pop(msg.partition(), None)
+                    offset, partition = msg.offset(), msg.partition()
+                    # A record without an error always has both; the check is for the types.
+                    if (offset is not None and partition is not None
+                            and offset + 1 >= ends.get(partition, 0)):
+                        ends.pop(partition, None)
                 if ends:
                     self.state = f"catalog topic {self.topic}: {read} of about {total} read"
         finally:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.topics import Topics
+from pipeline.settings import setting
+from pipeline.settings.parts import KafkaSettings, LoggingSettings, locations_setting
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
@@ -71,39 +72,26 @@ def load_webhook_shops(path: str | Path) -> list[ShopWebhooks]:
         return parse_webhook_shops(tomllib.load(fh))
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings(KafkaSettings, LoggingSettings):
+    """Everything ``tally webhooks`` needs; loaded once in ``pipeline.webhooks.service.main``."""
 
-
-def bootstrap_from_env() -> str:
-    return os.environ.get("TALLY_KAFKA_BOOTSTRAP") or os.environ.get(
-        "KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-
-
-@dataclass
-class WebhookSettings:
-    """Everything ``tally webhooks`` needs; defaults from the environment."""
-
-    shops: list[ShopWebhooks] = field(default_factory=list)
-    locations_file: Path = field(default_factory=lambda: Path(
-        _env("TALLY_LOCATIONS_FILE", "deploy/config/locations.example.toml")))
-    bootstrap: str = field(default_factory=bootstrap_from_env)
-    host: str = field(default_factory=lambda: _env("TALLY_WEBHOOKS_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: int(_env("TALLY_WEBHOOKS_PORT", "8090")))
-    max_body_bytes: int = field(default_factory=lambda: int(
-        _env("TALLY_WEBHOOKS_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))))
-    dedupe_ttl_s: float = field(default_factory=lambda: float(
-        _env("TALLY_WEBHOOKS_DEDUPE_TTL_SECONDS", "86400")))
-    dedupe_max_entries: int = field(default_factory=lambda: int(
-        _env("TALLY_WEBHOOKS_DEDUPE_MAX_ENTRIES", "200000")))
+    shops: list[ShopWebhooks] = setting(
+        help="shops, their secret references (`secret_env` / `secret_file`) and default online "
+        "branch", env="TALLY_WEBHOOKS_FILE", parse=load_webhook_shops,
+        fallback="deploy/config/webhooks.example.toml", factory=list)
+    locations_file: Path = locations_setting()
+    host: str = setting("127.0.0.1", "webhook intake bind host (`0.0.0.0` in containers)",
+                        env="TALLY_WEBHOOKS_HOST", flag="--host")
+    port: int = setting(8090, "webhook intake port: `/webhooks`, `/metrics`, `/healthz`, "
+                        "`/readyz`", env="TALLY_WEBHOOKS_PORT", flag="--port")
+    max_body_bytes: int = setting(DEFAULT_MAX_BODY_BYTES, "request body limit (413 above it)",
+                                  env="TALLY_WEBHOOKS_MAX_BODY_BYTES")
+    dedupe_ttl_s: float = setting(86400.0, "how long an `X-Shopify-Event-Id` is remembered",
+                                  env="TALLY_WEBHOOKS_DEDUPE_TTL_SECONDS")
+    dedupe_max_entries: int = setting(200000, "cap on remembered event ids",
+                                      env="TALLY_WEBHOOKS_DEDUPE_MAX_ENTRIES")
     # Shopify waits 5 s for an answer; answer 503 well before so it retries rather than times out.
-    publish_timeout_s: float = field(default_factory=lambda: float(
-        _env("TALLY_WEBHOOKS_PUBLISH_TIMEOUT_SECONDS", "3")))
-    topics: Topics = field(default_factory=Topics)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WebhookSettings:
-        path = _env("TALLY_WEBHOOKS_FILE", "deploy/config/webhooks.example.toml")
-        values: dict[str, Any] = {"shops": load_webhook_shops(path)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    publish_timeout_s: float = setting(
+        3.0, "time to get Kafka's acknowledgment before answering 503 (Shopify retries)",
+        env="TALLY_WEBHOOKS_PUBLISH_TIMEOUT_SECONDS")

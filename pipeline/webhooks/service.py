@@ -38,6 +38,7 @@ from pipeline.ledger.locations import load_locations
 from pipeline.messages import DeadLetter
 from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
+from pipeline.settings import add_flags, load
 from pipeline.webhooks.catalog import CatalogFeed, SkuIndex
 from pipeline.webhooks.config import WebhookSettings
 from pipeline.webhooks.dedupe import SeenEvents
@@ -284,9 +285,7 @@ async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]  # the bound port when settings.port is 0
     try:
         yield f"http://{settings.host}:{port}"
     finally:
@@ -308,11 +307,10 @@ async def _serve(settings: WebhookSettings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``tally webhooks``: receive Shopify webhooks and publish them to Kafka."""
     parser = argparse.ArgumentParser(prog="tally webhooks", description=main.__doc__)
-    parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
-    args = parser.parse_args(list(argv or []))
-    settings = WebhookSettings.from_env(host=args.host, port=args.port)
-    logs.configure("webhooks", secrets=[s.secret() for s in settings.shops])
+    args = add_flags(parser, WebhookSettings).parse_args(list(argv or []))
+    settings = load(WebhookSettings, flags=args)
+    logs.configure("webhooks", level=settings.log_level,
+                   secrets=[s.secret() for s in settings.shops])
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings))
     return 0

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pipeline.ledger.locations import Locations
 from pipeline.webhooks.catalog import numeric_id
@@ -189,8 +189,8 @@ class Translator:
             line_id = _int(item, "id", f"{where}.")
             qty = item.get("quantity")
             sku = self._sku(shop, item, qty, where, t, line_id)
-            if sku is not None:
-                out.append((i, line_id, sku, qty))
+            if sku is not None:  # only for a positive int quantity
+                out.append((i, line_id, sku, cast(int, qty)))
         return out
 
     # -- topics -----------------------------------------------------------------------------
@@ -263,12 +263,14 @@ class Translator:
             where = f"refund_line_items[{i - 1}]"
             if not isinstance(row, dict):
                 raise BadPayload(f"{where} is not an object")
-            item = row.get("line_item") if isinstance(row.get("line_item"), dict) else {}
-            qty = row.get("quantity")
+            line_item = row.get("line_item")
+            item: Mapping[str, Any] = line_item if isinstance(line_item, dict) else {}
+            raw_qty = row.get("quantity")
             line_id = _int(row, "line_item_id", f"{where}.")
-            sku = self._sku(shop, item, qty, f"{where}.line_item", t, line_id)
+            sku = self._sku(shop, item, raw_qty, f"{where}.line_item", t, line_id)
             if sku is None:
                 continue
+            qty = cast(int, raw_qty)  # _sku gave a SKU: the quantity is a positive int
             ref = f"{oid}:{line_id}"
             branch = self.branch_for(shop, row.get("location_id"))
             kind = row.get("restock_type")

@@ -33,7 +33,7 @@ from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.locations import load_locations
 from pipeline.ledger.position import LedgerPosition
 from pipeline.simulation.traffic import TrafficGenerator
-from pipeline.topics import Topics
+from pipeline.topics import Topics, changelog_topic
 from tests.containers.podman import (
     KAFKA_IMAGE,
     PROMETHEUS_IMAGE,
@@ -227,7 +227,7 @@ def shopify_and_ledger(locations_file: Path) -> tuple[dict[str, int], dict[str, 
         branch = locations.branch_for_shopify_location(row["shop"], row["location_id"])
         shopify[f"{row['sku']}@{branch}"] = row["quantities"]["available"]
     ats: dict[str, int | None] = dict.fromkeys(shopify)
-    for _, value in read_to_end(KAFKA, "tally-ledger-positions-changelog"):
+    for _, value in read_to_end(KAFKA, changelog_topic("tally-ledger")):
         if value is not None:
             position = LedgerPosition.from_json(value)
             if position.key in ats:

@@ -19,6 +19,7 @@ from rocksdict import AccessType, Options, Rdict
 
 from pipeline.demo import runner
 from pipeline.demo.runner import Demo, DemoOptions, format_summary
+from pipeline.topics import changelog_topic
 from tests.containers.podman import (
     REPO,
     ContainerService,
@@ -112,7 +113,7 @@ def test_services_run_from_the_image(engine: None, kafka_bootstrap: str,
         volume = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}",
                              worker.volume).stdout.strip())
         offsets = stored_offsets(volume)
-        changelog = f"tally-demo-{demo.run_id}-positions-changelog"
+        changelog = changelog_topic(demo.app_id)
         highs = high_watermarks(demo.bootstrap, changelog, opts.partitions)
         # Everything the changelog holds is already in RocksDB: a restart replays nothing.
         assert offsets == {p: h - 1 for p, h in highs.items() if h > 0}, (offsets, highs)

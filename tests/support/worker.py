@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 from pipeline.demo.services import free_port, wait_until_ready
 from pipeline.infra.kafka_topics import ensure_topics
 from pipeline.ledger.position import LedgerPosition
-from pipeline.topics import Topics
+from pipeline.topics import Topics, changelog_topic
 from tests.support.kafka import consume_all, producer, unique
 
 
@@ -107,7 +107,7 @@ class WorkerProcess:
         return fetch_position(self.url, sku, branch)
 
     def changelog_topic(self) -> str:
-        return f"{self.app_id}-positions-changelog"
+        return changelog_topic(self.app_id)
 
 
 def publish_catalog(bootstrap: str, topic: str, rows: Iterable[tuple[str, str, str]]) -> None:

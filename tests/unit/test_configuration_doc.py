@@ -1,14 +1,17 @@
-"""docs/configuration.md lists every environment variable the code reads, with the code's default.
+"""docs/configuration.md is generated from the settings' metadata and is current; it lists every
+environment variable the code reads, with the code's default.
 
-Variables are found by reading the source (``pipeline/``, ``agents/``) with ``ast``: names passed
-to ``os.environ.get``/``os.getenv``/``os.environ[...]``/``env.get`` (``env = os.environ``), names in
-``in os.environ`` tests, and any string constant shaped like ``TALLY_*`` (helpers such as
-``_env("TALLY_TOPIC_ERP", ...)``).
+Variables are found by reading the source (``pipeline/``, ``agents/``) with ``ast``, independently
+of the settings' own metadata: names passed to ``os.environ.get``/``os.getenv``/
+``os.environ[...]``/``env.get`` (``env = os.environ``), names in ``in os.environ`` tests, the
+``env=`` of ``setting(...)`` fields, and any string constant shaped like ``TALLY_*`` (helpers such
+as ``_topic("TALLY_TOPIC_ERP", ...)``).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,8 @@ class EnvReads:
 
     def add(self, name: str, where: str, default: object = None) -> None:
         self.names.setdefault(name, set()).add(where)
+        if isinstance(default, float) and default.is_integer():
+            default = int(default)  # documented as an operator writes it: 300, not 300.0
         if isinstance(default, str | int | float) and not isinstance(default, bool):
             self.defaults.setdefault(name, set()).add(str(default))
 
@@ -45,10 +50,26 @@ def _const_str(node: ast.AST | None) -> str | None:
     return None
 
 
+def _setting_env(node: ast.Call, reads: EnvReads, where: str) -> bool:
+    """``setting(default, ..., env="NAME" | ("NAME", "FALLBACK"))``: the names it reads; the
+    default (first argument) belongs to the first name."""
+    env = next((k.value for k in node.keywords if k.arg == "env"), None)
+    if env is None:
+        return False
+    names = [_const_str(e) for e in env.elts] if isinstance(env, ast.Tuple) else [_const_str(env)]
+    default = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+    for i, name in enumerate(names):
+        if name and ENV_NAME.fullmatch(name):
+            reads.add(name, where, default if i == 0 else None)
+    return True
+
+
 def _scan_file(path: Path, reads: EnvReads, root: Path = ROOT) -> None:
     where = str(path.relative_to(root))
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=where)
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _setting_env(node, reads, where):
+            continue
         if isinstance(node, ast.Call) and node.args:
             name = _const_str(node.args[0])
             if name is None or not ENV_NAME.fullmatch(name):
@@ -78,6 +99,7 @@ def _scan_file(path: Path, reads: EnvReads, root: Path = ROOT) -> None:
                 reads.add(name, where)
 
 
+@functools.cache  # the source does not change during a run; the parametrized tests share it
 def env_reads() -> EnvReads:
     """Every environment variable read by the code in ``pipeline/`` and ``agents/``."""
     reads = EnvReads()
@@ -120,6 +142,35 @@ def test_scanner_sees_every_read_form(tmp_path: Path) -> None:
     assert set(reads.names) == {"TALLY_A", "OTHER_B", "TALLY_C", "TALLY_D", "TALLY_E", "TALLY_F",
                                 "TALLY_G"}
     assert reads.defaults == {"TALLY_A": {"1"}, "TALLY_E": {"2.5"}, "TALLY_F": {"3"}}
+
+
+def test_scanner_sees_setting_fields(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "a: int = setting(8, 'meaning', env='TALLY_A')\n"
+        "b: str = setting('x:1', 'meaning', env=('TALLY_B', 'OTHER_B'), flag='--b')\n"
+        "c: float = setting(300.0, 'meaning', env='TALLY_C')\n"
+    )
+    reads = EnvReads()
+    _scan_file(source, reads, root=tmp_path)
+    assert set(reads.names) == {"TALLY_A", "TALLY_B", "OTHER_B", "TALLY_C"}
+    assert reads.defaults == {"TALLY_A": {"8"}, "TALLY_B": {"x:1"}, "TALLY_C": {"300"}}
+
+
+def test_the_doc_is_generated_from_the_settings_and_current() -> None:
+    from pipeline.settings.docs import generate
+
+    assert DOC.read_text(encoding="utf-8") == generate(), (
+        "docs/configuration.md is not what the settings say: run `tally config docs` (and edit "
+        "pipeline/settings/doc_template.md, not the generated file, for prose)")
+
+
+def test_a_variable_shared_by_services_has_one_default() -> None:
+    from pipeline.settings.docs import declared
+
+    differing = {name: uses for name, uses in declared().items()
+                 if len({default for _, default in uses}) > 1}
+    assert differing == {}
 
 
 def test_every_variable_read_by_the_code_is_documented() -> None:
