@@ -26,13 +26,14 @@ import faust
 
 from agents.settings import WorkerSettings
 from agents.worker import TallyWorker
+from pipeline.settings import load
 
 
 def build() -> faust.App:
     env = os.environ
     hops = int(env.get("BENCH_FAUST_HOPS", "2"))
     partitions = int(env["BENCH_FAUST_PARTITIONS"])
-    defaults = WorkerSettings()
+    defaults = load(WorkerSettings)  # Tally's settings from the environment, as the worker
     app = faust.App(
         env["BENCH_FAUST_APP"], broker=f"kafka://{env['BENCH_FAUST_BOOTSTRAP']}",
         store="rocksdb://", datadir=env["BENCH_FAUST_DATADIR"], topic_partitions=partitions,

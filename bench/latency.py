@@ -40,6 +40,7 @@ from bench.common import (
 )
 from pipeline.messages import push_key
 from pipeline.sink.config import SinkSettings
+from pipeline.topics import changelog_topic
 from tests.support.sink import seed_acks
 
 P99_TARGET_S = 2.0
@@ -92,7 +93,7 @@ class Pipeline:
         sources = list(self.topics.sources().values())
         if self.wm.committed(self.worker.app_id, sources) < produced_total:
             return False
-        changelog = f"{self.worker.app_id}-positions-changelog"
+        changelog = changelog_topic(self.worker.app_id)
         if self.wm.total(changelog) < self.wm.total(self.topics.movements):
             return False
         push = self.topics.shopify_push

@@ -32,7 +32,7 @@ from bench.common import (
     traffic,
     write_locations,
 )
-from pipeline.topics import Topics
+from pipeline.topics import Topics, changelog_topic
 from tests.support.kafka import create_topics, unique
 from tests.support.worker import unique_topics
 
@@ -73,7 +73,7 @@ def run_ledger(bootstrap: str, workdir: Path, *, events: list[tuple[str, bytes]]
         n = produce_sources(producer(bootstrap), topics, events)
         produced_s = time.monotonic() - t0
         sources = list(topics.sources().values())
-        changelog = f"{app_id}-positions-changelog"
+        changelog = changelog_topic(app_id)
         done_at = None
         deadline = t0 + timeout
         while time.monotonic() < deadline:
