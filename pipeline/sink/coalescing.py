@@ -35,10 +35,12 @@ class Entry:
     sources: list[SourceRef] = field(default_factory=list)
     oldest_event_at: float = 0.0  # min over absorbed records: deterministic batch order
     not_before: float | None = None  # parked (e.g. compare-and-set hold or read pending)
+    # The push's key, built once: every round sorts and filters entries by it (a profile of a
+    # sink with 40,000 keys pending spent a quarter of its time re-building key strings).
+    key: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        return self.push.key
+    def __post_init__(self) -> None:
+        self.key = self.push.key
 
     @property
     def version(self) -> int:
@@ -79,7 +81,8 @@ class Coalescer:
         accepted again, so the ledger's current value is pushed once more through compare-and-set;
         an older version is still done (the ledger moved on and a newer push covers the key).
         """
-        slot = self.slots.setdefault(push.key, _Slot())
+        key = push.key
+        slot = self.slots.setdefault(key, _Slot())
         refs = [source] if source is not None else []
         v = push.ledger_version
         done = slot.resolved_version is not None and (
@@ -112,28 +115,33 @@ class Coalescer:
         slot.pending = Entry(
             push=push, dirty_since=now, sources=refs, oldest_event_at=push.oldest_event_at
         )
-        self._by_shop.setdefault(push.shop, set()).add(push.key)
+        self._by_shop.setdefault(push.shop, set()).add(key)
         return Offer.ACCEPTED
 
     # -- flush side -------------------------------------------------------------------------
 
-    def pending(self, shop: str) -> list[Entry]:
-        """All pending entries of a shop, in deterministic batch order."""
-        keys = self._by_shop.get(shop, set())
-        entries = [e for k in keys if (e := self.slots[k].pending) is not None]
-        return sorted(entries, key=Entry.sort_key)
+    def pending(self, shop: str, *, ordered: bool = True) -> list[Entry]:
+        """All pending entries of a shop, in deterministic batch order (``ordered``)."""
+        slots = self.slots
+        entries = [e for k in self._by_shop.get(shop, ()) if (e := slots[k].pending) is not None]
+        return sorted(entries, key=Entry.sort_key) if ordered else entries
 
-    def eligible(self, shop: str, now: float) -> list[Entry]:
-        """Pending entries that are not parked and whose key has nothing in flight."""
-        return [
+    def pending_count(self, shop: str) -> int:
+        return len(self._by_shop.get(shop, ()))
+
+    def eligible(self, shop: str, now: float, *, ordered: bool = True) -> list[Entry]:
+        """Pending entries that are not parked and whose key has nothing in flight (in batch
+        order with ``ordered``; a round sorts only once it sends)."""
+        slots = self.slots
+        entries = [
             e
-            for e in self.pending(shop)
-            if (e.not_before is None or e.not_before <= now) and self.slots[e.key].in_flight is None
+            for e in self.pending(shop, ordered=False)
+            if (e.not_before is None or e.not_before <= now) and slots[e.key].in_flight is None
         ]
+        return sorted(entries, key=Entry.sort_key) if ordered else entries
 
     def oldest_dirty_age(self, shop: str, now: float) -> float | None:
-        ages = [now - e.dirty_since for e in self.eligible(shop, now)]
-        return max(ages) if ages else None
+        return dirty_age(self.eligible(shop, now, ordered=False), now)
 
     def shops(self) -> list[str]:
         return sorted(s for s, keys in self._by_shop.items() if keys)
@@ -211,3 +219,8 @@ class Coalescer:
     def _bump(slot: _Slot, version: int) -> None:
         if slot.resolved_version is None or version > slot.resolved_version:
             slot.resolved_version = version
+
+
+def dirty_age(entries: list[Entry], now: float) -> float | None:
+    """How long the longest-dirty of ``entries`` has been dirty."""
+    return max((now - e.dirty_since for e in entries), default=None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pipeline.messages import ShopifyPush
 from pipeline.shopify.budget import BudgetConfig, ShopBudget
 from pipeline.sink.batching import BatchItem
-from pipeline.sink.coalescing import Coalescer, Entry, Offer
+from pipeline.sink.coalescing import Coalescer, Entry, Offer, dirty_age
 from pipeline.sink.compare_and_set import (
     CasPolicy,
     Decision,
@@ -232,18 +232,24 @@ class SinkCore:
         ``busy``: the shop's other calls in flight. Beside them only a full batch is sent (a
         backlog is drained in parallel; a trickle still waits for its window and goes out in
         one call) and no level is read (the reads wait for a round with nothing in flight)."""
-        entries = self.coalescer.eligible(domain, now)
-        if not entries:
-            parked = [e.not_before for e in self.coalescer.pending(domain)
-                      if e.not_before is not None and e.not_before != float("inf")]
-            return Round(Idle(max(0.0, min(parked) - now) if parked else 1.0))
+        if busy >= self.flush.max_calls_in_flight:
+            return Round(Idle(self.flush.window_s))  # woken when a call in flight ends
         budget = self.shops[domain].budget
         full = max(1, budget.max_items(now, when_full=True))
-        if busy and (busy >= self.flush.max_calls_in_flight or len(entries) < full):
-            return Round(Idle(self.flush.window_s))  # woken when a call in flight ends
-        age = self.coalescer.oldest_dirty_age(domain, now) or 0.0
+        if busy and self.coalescer.pending_count(domain) < full:
+            return Round(Idle(self.flush.window_s))  # without a scan: lanes wake often
+        # Unordered until a batch is decided: most rounds only count and wait.
+        entries = self.coalescer.eligible(domain, now, ordered=False)
+        if not entries:
+            parked = [e.not_before for e in self.coalescer.pending(domain, ordered=False)
+                      if e.not_before is not None and e.not_before != float("inf")]
+            return Round(Idle(max(0.0, min(parked) - now) if parked else 1.0))
+        if busy and len(entries) < full:
+            return Round(Idle(self.flush.window_s))
+        age = dirty_age(entries, now) or 0.0
         if age < self.flush.window_s and len(entries) < full:
             return Round(Idle(self.flush.window_s - age))
+        entries.sort(key=Entry.sort_key)
         pushes, reads, acks = self._decide_keys(domain, entries, full, now)
         if busy:
             if len(pushes) < full:

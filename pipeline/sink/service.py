@@ -502,7 +502,7 @@ class Sink:
     async def _shop_round(self, w: ShopWorker) -> float | None:
         """One flush decision (the core's), executed; returns seconds to wait for a wake-up
         (None = go again at once)."""
-        m.SINK_PENDING_KEYS.labels(w.domain).set(len(self.coalescer.pending(w.domain)))
+        m.SINK_PENDING_KEYS.labels(w.domain).set(self.coalescer.pending_count(w.domain))
         plan = self.core.plan_round(w.domain, self.clock(), busy=w.busy)
         for up in plan.acks:
             assert up.state.acked is not None and up.state.acked_version is not None

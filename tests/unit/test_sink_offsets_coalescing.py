@@ -157,6 +157,25 @@ def test_shops_are_independent_and_parking_excludes_keys() -> None:
     assert c.oldest_dirty_age(SHOP, now=30.0) == 30.0
 
 
+@given(st.lists(st.tuples(st.sampled_from(["HOT-TEE", "SLOW-MUG", "RARE-HAT", "NEW-CAP"]),
+                          st.integers(1, 5), st.floats(0, 100), st.booleans()),
+                max_size=40))
+def test_the_counted_and_unordered_views_match_the_ordered_one(
+        ops: list[tuple[str, int, float, bool]]) -> None:
+    """What a round reads cheaply (a count, an unordered list) is what the batch order sees."""
+    c = Coalescer()
+    for item, version, at, send in ops:
+        c.offer(push(item, version, 1, at=at), None, now=at)
+        if send and (ready := c.eligible(SHOP, now=at)):
+            c.take([ready[0].key])
+        pending = c.pending(SHOP)
+        assert c.pending_count(SHOP) == len(pending)
+        assert sorted(c.pending(SHOP, ordered=False), key=lambda e: e.sort_key()) == pending
+        assert sorted(c.eligible(SHOP, 50.0, ordered=False),
+                      key=lambda e: e.sort_key()) == c.eligible(SHOP, 50.0)
+        assert all(e.key == e.push.key for e in pending)
+
+
 def test_backpressure_pauses_at_the_limit_and_resumes_below_half() -> None:
     from pipeline.sink.core import backpressure
 
