@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from faust.types import Message
 from prometheus_client import Counter, Histogram
@@ -83,6 +83,12 @@ class Flow(enum.Enum):
     STOP = "stop"  # refused: nothing more
 
 
+# For the hot path: ``Flow.STOP`` (an Enum member's lookup) costs ~8 times a global's in 3.11.
+HISTORY: Final = Flow.HISTORY
+REPUBLISH: Final = Flow.REPUBLISH
+STOP: Final = Flow.STOP
+
+
 @dataclass(frozen=True)
 class Env:
     """What handlers use besides the output: where to write, and the branch rules and catalog
@@ -96,12 +102,16 @@ class Env:
 class Applied:
     """The input record whose outputs are handled: ``msg`` (for dead letters), ``key`` of the
     records written about it (``sku@branch``, or ``kit@branch``), the movement's ``source``
-    (metric label), ``correlation_id`` (pushes), ``kit`` (from the kits agent)."""
+    (metric label), ``correlation_id`` (pushes), ``kit`` (from the kits agent).
+
+    Each agent's step keeps one and refills it per record (``handle_movement_outputs``): an
+    agent handles one record at a time and no handler keeps it, so the hot path makes no
+    object per record for it."""
 
     __slots__ = ("correlation_id", "key", "kit", "msg", "source")
 
-    def __init__(self, msg: Message, key: bytes, source: str, correlation_id: str,
-                 kit: bool = False) -> None:
+    def __init__(self, msg: Message | None = None, key: bytes = b"", source: str = "",
+                 correlation_id: str = "", kit: bool = False) -> None:
         self.msg = msg
         self.key = key
         self.source = source
@@ -124,17 +134,19 @@ async def publish(env: Env, out: PublishAvailable, at: Applied) -> None:
 
 async def duplicate(env: Env, out: Duplicate, at: Applied) -> Flow:
     m.EVENTS_DUPLICATE.labels(at.source).inc()
-    return Flow.REPUBLISH
+    return REPUBLISH
 
 
 async def conflicting_duplicate(env: Env, out: ConflictingDuplicate, at: Applied) -> Flow:
     """Dead-letter the line with both digests; the first one stays applied."""
     CONFLICTING_DUPLICATES.labels(at.source).inc()
+    if at.msg is None:
+        raise ValueError("no input record to dead-letter")  # an Applied never filled: a bug
     await env.emitter.dead_letter("conflicting_duplicate", (
         f"{out.mark} was applied with content digest {out.applied_digest}; this "
         f"line has {out.digest}: refused, the first stays applied"), at.msg, extra={
             "mark": out.mark, "applied_digest": out.applied_digest, "digest": out.digest})
-    return Flow.STOP
+    return STOP
 
 
 async def report_unmapped(env: Env, out: ReportUnmapped, at: Applied) -> None:
@@ -220,20 +232,22 @@ async def republish_current(env: Env, position: LedgerPosition, correlation_id: 
     m.PUSHES_EMITTED.inc()
 
 
-async def handle_movement_outputs(env: Env, msg: Message, movement: Movement,
+async def handle_movement_outputs(env: Env, at: Applied, msg: Message, movement: Movement,
                                   position: LedgerPosition, outputs: Sequence[Output]) -> None:
-    """Everything the ledger agent sends after applying ``movement`` (giving ``position``):
-    each output's handler in order, then a history record (applied), the current value again
-    (a duplicate) or nothing more (refused: ``STOP`` ends at once)."""
-    at = Applied(msg, position.key.encode(), movement.source, movement.mark)
-    flow = Flow.HISTORY
+    """Everything the ledger agent sends after applying ``movement`` (from ``msg``, giving
+    ``position``): each output's handler in order, then a history record (applied), the current
+    value again (a duplicate) or nothing more (refused: ``STOP`` ends at once). ``at``: the
+    agent's ``Applied``, refilled here."""
+    at.msg, at.key, at.source, at.correlation_id = (
+        msg, position.key.encode(), movement.source, movement.mark)
+    flow = HISTORY
     for out in outputs:  # inline, not a coroutine per record: this is the hot path
         verdict = await HANDLERS[type(out)](env, out, at)
         if verdict is not None:
-            if verdict is Flow.STOP:
+            if verdict is STOP:
                 return
             flow = verdict
-    if flow is Flow.REPUBLISH:
+    if flow is REPUBLISH:
         await republish_current(env, position, at.correlation_id)
     else:
         m.EVENTS_APPLIED.labels(movement.source).inc()

@@ -97,6 +97,7 @@ class Kits:
         self.table = table
         self.channel_rules = channel_rules
         self.unmapped_report_interval_s = unmapped_report_interval_s
+        self.applied = Applied(kit=True)  # refilled per record (see Applied)
 
     async def apply_update(self, msg: Message, value: Any) -> None:
         env = self.env
@@ -123,7 +124,8 @@ class Kits:
         # Written even when unchanged: as in the ledger, rewriting lets the changelog catch
         # up with a local store that a crash left ahead of it.
         self.table[key] = new.to_json()
-        at = Applied(msg, key, "", f"kit:{update.component}:{update.version}", kit=True)
+        at = self.applied
+        at.msg, at.key, at.correlation_id = msg, key, f"kit:{update.component}:{update.version}"
         for out in outputs:  # PublishAvailable or ReportUnmapped: their handlers go on
             await HANDLERS[type(out)](env, out, at)
 

@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 
 from agents import faust_internals
 from agents.emitter import Emitter
-from agents.handlers import Env, handle_movement_outputs
+from agents.handlers import Applied, Env, handle_movement_outputs
 from agents.reading import read
 from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
@@ -105,6 +105,7 @@ class Ledger:
         self.settings = settings
         self.kits = kits
         self.held = held
+        self.applied = Applied()  # refilled per record (see Applied)
 
     async def apply_movement(self, msg: Message, value: Any) -> None:
         """Apply one movement to its position and send what the change calls for."""
@@ -136,7 +137,7 @@ class Ledger:
         self.positions[key] = new.to_json()
         self.held.written(key, new)
         m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
-        await handle_movement_outputs(env, msg, movement, new, outputs)
+        await handle_movement_outputs(env, self.applied, msg, movement, new, outputs)
         await self.kits.after_apply(position, new, rules, outputs)
 
 

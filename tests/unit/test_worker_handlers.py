@@ -76,7 +76,7 @@ async def test_an_applied_movement_writes_one_push_and_one_history_record() -> N
     env, emitter = env_with("SKU-APPLIED")
     movement = receipt("SKU-APPLIED", "erp:R1:1", 12)
     position, outputs = applied(env, None, movement)
-    await handle_movement_outputs(env, MSG, movement, position, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, movement, position, outputs)
     assert [role for role, _, _ in emitter.sent] == ["push", "history"]
     [(key, history)] = emitter.records("history")
     assert key == b"SKU-APPLIED@BKN"
@@ -91,7 +91,7 @@ async def test_a_duplicate_republishes_the_current_value_and_writes_no_history()
     movement = receipt("SKU-REDELIVERED", "erp:R2:1", 7)
     position, _ = applied(env, None, movement)
     again, outputs = applied(env, position, movement)
-    await handle_movement_outputs(env, MSG, movement, again, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, movement, again, outputs)
     assert [role for role, _, _ in emitter.sent] == ["push"]
     [(_, push)] = emitter.records("push")
     assert push["available"] == 7 and push["ledger_version"] == again.version
@@ -103,7 +103,7 @@ async def test_a_duplicate_of_an_unmapped_sku_sends_nothing() -> None:
     movement = receipt("SKU-DUPLICATE-UNMAPPED", "erp:R3:1", 7)
     position, _ = applied(env, None, movement)
     again, outputs = applied(env, position, movement)
-    await handle_movement_outputs(env, MSG, movement, again, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, movement, again, outputs)
     assert emitter.sent == []
 
 
@@ -115,7 +115,7 @@ async def test_a_conflicting_duplicate_dead_letters_with_both_digests_and_sends_
     other = replace(first, changes=(("on_hand", 30),), digest="d4e5f6")
     again, outputs = applied(env, position, other)
     assert isinstance(outputs[0], ConflictingDuplicate)
-    await handle_movement_outputs(env, MSG, other, again, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, other, again, outputs)
     assert emitter.sent == []
     [(reason, detail, msg, extra)] = emitter.dead_letters
     assert reason == "conflicting_duplicate" and msg is MSG
@@ -127,7 +127,7 @@ async def test_a_conflicting_duplicate_stops_the_outputs_after_it() -> None:
     env, emitter = env_with()
     movement = receipt("SKU-CONFLICT-FIRST", "erp:R5:1", 1)
     position = LedgerPosition("SKU-CONFLICT-FIRST", "BKN", on_hand=1, version=1)
-    await handle_movement_outputs(env, MSG, movement, position, [
+    await handle_movement_outputs(env, Applied(), MSG, movement, position, [
         ConflictingDuplicate("erp:R5:1", "aaaaaa", "bbbbbb"),
         LowStock("SKU-CONFLICT-FIRST", "BKN", 1, 5)])
     assert emitter.sent == [] and len(emitter.dead_letters) == 1
@@ -138,7 +138,7 @@ async def test_an_unmapped_output_writes_the_unmapped_record() -> None:
     movement = receipt("SKU-UNMAPPED", "erp:R6:1", 4)
     position, outputs = applied(env, None, movement)
     assert any(isinstance(o, ReportUnmapped) for o in outputs)
-    await handle_movement_outputs(env, MSG, movement, position, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, movement, position, outputs)
     [(key, record)] = emitter.records("unmapped")
     assert key == b"SKU-UNMAPPED@BKN"
     assert {k: record[k] for k in ("sku", "branch", "shop", "available")} == {
@@ -162,7 +162,7 @@ async def test_a_low_stock_output_writes_its_record() -> None:
     position, _ = applied(env, None, movement)
     sold = sale("SKU-LOW-STOCK", "pos:S7:1", 5)
     position, outputs = applied(env, position, sold)
-    await handle_movement_outputs(env, MSG, sold, position, outputs)
+    await handle_movement_outputs(env, Applied(), MSG, sold, position, outputs)
     [(key, record)] = emitter.records("low_stock")
     assert key == b"SKU-LOW-STOCK@BKN"
     assert {k: record[k] for k in ("sku", "branch", "available", "threshold")} == {
@@ -189,7 +189,7 @@ async def test_counted_or_recorded_outputs_send_nothing_but_history(out: Output)
     env, emitter = env_with()
     movement = receipt("SKU-COUNTED", "erp:R8:1", 1)
     position = LedgerPosition("SKU-COUNTED", "BKN", on_hand=1, version=1)
-    await handle_movement_outputs(env, MSG, movement, position, [out])
+    await handle_movement_outputs(env, Applied(), MSG, movement, position, [out])
     [(_, history)] = emitter.records("history")
     assert history["outcome"] == [type(out).__name__]
     assert [role for role, _, _ in emitter.sent] == ["history"]
