@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents import faust_internals
 from pipeline.ledger.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class CatalogFollower:
             partitions = consumer.partitions_for_topic(self.topic)
             while partitions is None:
                 await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()
+                await faust_internals.refresh_metadata(consumer)
                 partitions = consumer.partitions_for_topic(self.topic)
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)

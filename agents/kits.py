@@ -5,24 +5,25 @@ So the ledger sends each change of a component's ATS to ``tally.kit-components.v
 ``kit@branch`` (``KitsHandle.after_apply``), and the ``kits`` agent, the one writer of
 ``kit@branch`` in the ``kits`` table, keeps the latest ATS per component (by ledger version) and
 pushes the kit's ATS to its own Shopify inventory item. The decisions are pure
-(``pipeline/ledger/kits.py``); this module only reads, writes and sends.
+(``pipeline/ledger/kits.py``); this module only reads, writes and sends (``handlers``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import faust
+from faust.types import Message
 from faust.web import Request, Response, View
 from prometheus_client import Counter
 
-from agents.catalog_follower import CatalogFollower
-from agents.guard import RecordGuard
-from agents.reading import InOrderReader
-from agents.settings import WorkerSettings
+from agents.emitter import Emitter
+from agents.handlers import HANDLERS, Applied, Env
+from agents.reading import read
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.kits import (
     ChannelRules,
@@ -36,31 +37,41 @@ from pipeline.ledger.kits import (
     should_send,
 )
 from pipeline.ledger.locations import Locations
-from pipeline.ledger.outputs import Duplicate, PublishAvailable, ReportUnmapped
+from pipeline.ledger.outputs import Duplicate, Output
 from pipeline.ledger.position import LedgerPosition
 from pipeline.ledger.rules import LocationRules
-from pipeline.observability import metrics as m
+
+if TYPE_CHECKING:
+    from agents.bootstrap import Worker
 
 log = logging.getLogger("tally.kits")
 
 KIT_COMPONENT_UPDATES = Counter(
     "tally_kit_component_updates_total", "Component ATS records sent to the kits agent."
 )
-KIT_PUSHES = Counter("tally_kit_pushes_total", "Kit ATS pushes emitted by the kits agent.")
+
+
+def load_rules(kits_file: Path | None, locations: Locations) -> ChannelRules:
+    """The kits and per-SKU thresholds of ``kits_file`` (none without one), every branch known."""
+    channel_rules = load_channel_rules(kits_file)
+    unknown = channel_rules.branches() - set(locations)
+    if unknown:
+        raise ChannelRulesError(f"{kits_file}: unknown branches {sorted(unknown)}")
+    return channel_rules
 
 
 class KitsHandle:
     """What the ledger agent needs: per-SKU thresholds and the component hook."""
 
-    def __init__(self, channel_rules: ChannelRules, topic: faust.TopicT) -> None:
+    def __init__(self, channel_rules: ChannelRules, emitter: Emitter) -> None:
         self.channel_rules = channel_rules
-        self.topic = topic
+        self.emitter = emitter
 
     def min_publish_threshold(self, sku: str, branch: str) -> int | None:
         return self.channel_rules.min_publish_threshold(sku, branch)
 
     async def after_apply(self, old: LedgerPosition | None, new: LedgerPosition,
-                          rules: LocationRules, outputs: list[Any]) -> None:
+                          rules: LocationRules, outputs: Sequence[Output]) -> None:
         """After the ledger applied a movement to ``new``: if the SKU is a kit component and its
         ATS changed (or the movement was a redelivery), tell each of its kits."""
         kits = self.channel_rules.kits_containing(new.sku)
@@ -73,69 +84,64 @@ class KitsHandle:
             return
         for update in component_updates(kits, new.sku, new.branch, new_ats, new.version,
                                         time.time()):
-            await self.topic.send(key=update.key.encode(), value=update.to_json())
+            await self.emitter.send("kit_components", update.key.encode(), update.to_json())
             KIT_COMPONENT_UPDATES.inc()
 
 
-def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locations,
-                  catalog: CatalogFollower, reader: InOrderReader, guard: RecordGuard,
-                  push_topic: faust.TopicT, unmapped_topic: faust.TopicT) -> KitsHandle:
-    """Add the kit-components topic, the ``kits`` table and agent and ``/kits/{kit@branch}/``
-    to ``app``. Always registered (every worker of the group has the same topology), even when
-    no kits are configured."""
-    channel_rules = load_channel_rules(settings.kits_file)
-    unknown = channel_rules.branches() - set(locations)
-    if unknown:
-        raise ChannelRulesError(f"{settings.kits_file}: unknown branches {sorted(unknown)}")
-    topic = reader.topic(settings.topics.kit_components, partitions=settings.partitions)
-    table = app.Table("kits", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+class Kits:
+    """The kits agent's step for one component record."""
 
-    @app.agent(topic)
-    async def kits(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            if not catalog.ready.is_set():  # hold the event while waiting (see the ledger agent)
-                await catalog.ready.wait()
-            msg = event.message
-            if not await reader.admit(msg):
-                continue
-            await guard.run("kits", msg, apply_update, msg, event.value)
-            reader.done(msg)
+    def __init__(self, env: Env, table: MutableMapping[bytes, bytes],
+                 channel_rules: ChannelRules, unmapped_report_interval_s: float) -> None:
+        self.env = env
+        self.table = table
+        self.channel_rules = channel_rules
+        self.unmapped_report_interval_s = unmapped_report_interval_s
+        self.applied = Applied(kit=True)  # refilled per record (see Applied)
 
-    async def apply_update(msg: Any, value: Any) -> None:
+    async def apply_update(self, msg: Message, value: Any) -> None:
+        env = self.env
         try:
             update = ComponentUpdate.from_json(value)
-            rules = locations.rules(update.branch)
+            rules = env.locations.rules(update.branch)
         except (ValueError, KeyError, TypeError) as exc:
-            await guard.send("bad_movement", f"kit component record: {type(exc).__name__}: "
-                             f"{exc}", msg)
+            await env.emitter.dead_letter("bad_movement", f"kit component record: "
+                                          f"{type(exc).__name__}: {exc}", msg)
             return
-        raw = table.get(msg.key)
+        key: bytes = msg.key  # type: ignore[assignment]  # raw keys: bytes
+        raw = self.table.get(key)
         state = KitState.from_json(raw) if raw is not None else None
+        channel_rules = self.channel_rules
         kit = channel_rules.kits.get(update.kit)
         ctx = KitContext(
             now=time.time(), rules=rules,
-            mapping=catalog.catalog.mapping_for(rules, update.kit),
+            mapping=env.catalog.mapping_for(rules, update.kit),
             min_publish_threshold=channel_rules.min_publish_threshold(update.kit,
                                                                       update.branch),
-            unmapped_report_interval_s=settings.unmapped_report_interval_s,
+            unmapped_report_interval_s=self.unmapped_report_interval_s,
         )
         new, outputs = apply_component(state, update, kit, ctx)
         # Written even when unchanged: as in the ledger, rewriting lets the changelog catch
         # up with a local store that a crash left ahead of it.
-        table[msg.key] = new.to_json()
-        for out in outputs:
-            if isinstance(out, PublishAvailable):
-                push = out.to_push(emitted_at=time.time(),
-                                   correlation_id=f"kit:{update.component}:{update.version}")
-                await push_topic.send(key=push.key.encode(), value=push.to_json())
-                m.PUSHES_EMITTED.inc()
-                KIT_PUSHES.inc()
-            elif isinstance(out, ReportUnmapped):
-                m.UNMAPPED.inc()
-                await unmapped_topic.send(key=msg.key, value=json.dumps({
-                    "sku": out.sku, "branch": out.branch, "shop": out.shop,
-                    "available": out.available, "at": time.time(), "kit": True,
-                }).encode())
+        self.table[key] = new.to_json()
+        at = self.applied
+        at.msg, at.key, at.correlation_id = msg, key, f"kit:{update.component}:{update.version}"
+        for out in outputs:  # PublishAvailable or ReportUnmapped: their handlers go on
+            await HANDLERS[type(out)](env, out, at)
+
+
+def register(w: Worker) -> KitsHandle:
+    """The ``kits`` agent on the kit-components topic and ``/kits/{kit@branch}/``. Always
+    registered (every worker of the group has the same topology), even when no kits are
+    configured."""
+    app, table, channel_rules = w.app, w.kits, w.channel_rules
+    step = Kits(w.env, table, channel_rules, w.settings.unmapped_report_interval_s).apply_update
+
+    @app.agent(w.kit_components)
+    async def kits(stream: faust.StreamT[Any]) -> None:
+        # Holds the record while waiting for the catalog (see the ledger agent).
+        await read(stream, "kits", step, reader=w.reader, guard=w.guard,
+                   ready=w.catalog.ready)
 
     @app.page("/kits/{key}/")
     @app.table_route(table=table, match_info="key")
@@ -146,5 +152,4 @@ def register_kits(app: faust.App, settings: WorkerSettings, *, locations: Locati
         state = KitState.from_json(raw)
         return web.json(state.view(channel_rules.kits.get(state.kit)))
 
-    app.tally_kits = table  # type: ignore[attr-defined]
-    return KitsHandle(channel_rules, topic)
+    return KitsHandle(channel_rules, w.emitter)

@@ -21,13 +21,15 @@ import asyncio
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.types import TP, Message
 
+from agents import faust_internals
+from agents.guard import RecordGuard
 from pipeline.observability import metrics as m
 from pipeline.reading.progress import Action, ReadProgress
 
@@ -35,34 +37,6 @@ log = logging.getLogger("tally.worker.reading")
 
 FLUSH_TIMEOUT_S = 30.0
 _NO_COMMIT = -1001  # librdkafka's OFFSET_INVALID: the group never committed this partition
-
-
-class _UnfilteredReadOffsets(defaultdict):  # type: ignore[type-arg]
-    """faust's per-partition read offsets, reporting "unknown" for Tally's input topics so that
-    faust hands over every fetched record (``ReadProgress`` filters replays instead)."""
-
-    def __init__(self, topics: set[str], existing: dict[Any, Any]) -> None:
-        super().__init__(lambda: None, existing)
-        self.topics = topics
-
-    def __getitem__(self, tp: Any) -> Any:
-        if tp.topic in self.topics:
-            return None
-        return super().__getitem__(tp)
-
-
-class _FlushMarker:
-    """Queued behind the table changelog records in faust's producer buffer: when the buffer
-    hands it on, every record queued before it has reached the Kafka producer. (faust's own
-    ``flush()`` gives up after 0.1 s without progress, so it can return with records queued.)"""
-
-    def __init__(self) -> None:
-        self.passed = asyncio.Event()
-        self.message = self
-        self.channel = self
-
-    async def publish_message(self, fut: Any, wait: bool = False) -> None:
-        self.passed.set()
 
 
 class InOrderReader:
@@ -76,7 +50,7 @@ class InOrderReader:
         self.bootstrap = bootstrap
         self.topics = set(topics)
         self.contiguous = set(contiguous)
-        self.progress: ReadProgress[Any] = ReadProgress()
+        self.progress: ReadProgress[TP] = ReadProgress()
         self._offsets = self._offsets_client()
         self._lookup = asyncio.Lock()
         self._probe: Consumer | None = None  # one, kept: a probe per commit marker is common
@@ -91,24 +65,15 @@ class InOrderReader:
     def install(self) -> None:
         """Take over from faust's read-offset filter and read committed records only; call
         before the consumer starts."""
-        consumer = self.app.consumer
-        consumer._read_offset = _UnfilteredReadOffsets(self.topics, dict(consumer._read_offset))
-        thread = consumer._thread
-        create = thread._create_worker_consumer
-
-        def read_committed(transport: Any) -> Any:
-            kafka_consumer = create(transport)
-            kafka_consumer._isolation_level = "read_committed"  # read by start()'s Fetcher
-            return kafka_consumer
-
-        thread._create_worker_consumer = read_committed
+        faust_internals.unfilter_read_offsets(self.app.consumer, self.topics)
+        faust_internals.read_committed(self.app.consumer)
 
     def topic(self, *names: str, **kwargs: Any) -> faust.TopicT:
         """An input topic read through this reader (faust's acks off: we commit)."""
         return self.app.topic(*names, key_serializer="raw", value_serializer="raw", acks=False,
                               **kwargs)
 
-    async def admit(self, msg: Any) -> bool:
+    async def admit(self, msg: Message) -> bool:
         """True when ``msg`` is the next record of its partition: process it, then ``done``."""
         tp = msg.tp
         if not self.progress.known(tp):
@@ -134,7 +99,7 @@ class InOrderReader:
         await self._seek(tp, seek_to)
         return False
 
-    async def _seek(self, tp: Any, offset: int) -> None:
+    async def _seek(self, tp: TP, offset: int) -> None:
         """Seek, or leave it to the watchdog when the consumer cannot now (broker away,
         rebalancing): nothing after ``offset`` is processed before it is read."""
         try:
@@ -143,7 +108,7 @@ class InOrderReader:
             log.warning("seek of %s to %s failed (%s); the watchdog reads it again", tp,
                         offset, exc)
 
-    async def _pass_hole(self, tp: Any, offset: int) -> int:
+    async def _pass_hole(self, tp: TP, offset: int) -> int:
         """Ask the broker for the first record at or after ``offset`` (or the end, if none);
         pass over the hole before it, if any. Returns where reading goes on."""
         try:
@@ -164,7 +129,7 @@ class InOrderReader:
                         "compaction upstream); going on", offset, first - 1, tp)
         return first
 
-    def _first_offset(self, tp: Any, offset: int) -> int | None:
+    def _first_offset(self, tp: TP, offset: int) -> int | None:
         """The offset of the broker's first committed record at or after ``offset`` in ``tp``,
         the end offset if there is none, or None if the broker did not answer in time."""
         with self._probe_lock:
@@ -182,14 +147,17 @@ class InOrderReader:
                 deadline = time.monotonic() + 10.0
                 while time.monotonic() < deadline:
                     msg = probe.poll(0.2)
-                    if (msg is None or msg.topic() != tp.topic or msg.partition() != tp.partition
-                            or msg.offset() < offset):  # left over from an earlier probe
+                    if msg is None:
+                        continue
+                    at = msg.offset()  # None only for errors without a position
+                    if (msg.topic() != tp.topic or msg.partition() != tp.partition
+                            or at is None or at < offset):  # left over from an earlier probe
                         continue
                     error = msg.error()
                     if error is None:
-                        return int(msg.offset())
+                        return at
                     if error.code() == KafkaError._PARTITION_EOF:
-                        return int(msg.offset())  # no record from ``offset`` to the end
+                        return at  # no record from ``offset`` to the end
                 self._probe = None  # no answer: the next probe uses a fresh client
                 probe.close()
                 return None
@@ -197,11 +165,11 @@ class InOrderReader:
                 if self._probe is probe:
                     probe.unassign()
 
-    def done(self, msg: Any) -> None:
+    def done(self, msg: Message) -> None:
         """``msg`` (admitted) is processed: its offset may be committed."""
         self.progress.done(msg.tp, msg.offset, time.monotonic())
 
-    async def _start(self, tp: Any) -> None:
+    async def _start(self, tp: TP) -> None:
         async with self._lookup:
             if self.progress.known(tp):
                 return
@@ -225,14 +193,14 @@ class InOrderReader:
             start = low if committed == _NO_COMMIT else max(committed, low)
             self.progress.start(tp, start, time.monotonic())
 
-    def _committed_and_low(self, tp: Any) -> tuple[int, int]:
+    def _committed_and_low(self, tp: TP) -> tuple[int, int]:
         """(the group's committed offset or -1001, the partition's first offset)."""
         ktp = TopicPartition(tp.topic, tp.partition)
         committed = self._offsets.committed([ktp], timeout=10)[0].offset
         low, _ = self._offsets.get_watermark_offsets(ktp, timeout=10, cached=False)
         return committed, low
 
-    async def commit(self, tps: Iterable[Any] | None = None) -> None:
+    async def commit(self, tps: Iterable[TP] | None = None) -> None:
         """Commit processed offsets, after flushing everything their records produced."""
         offsets = self.progress.to_commit(tps)
         if not offsets:
@@ -243,16 +211,13 @@ class InOrderReader:
             log.warning("producer did not flush within %s s; offsets not committed this time",
                         FLUSH_TIMEOUT_S)
             return
-        if await self.app.consumer._commit(offsets):
+        if await faust_internals.commit(self.app.consumer, offsets):
             self.progress.committed(offsets)
 
     async def _flush(self) -> None:
         """Wait until everything sent so far (table changelog included) is in Kafka."""
-        producer = self.app.producer
-        marker = _FlushMarker()
-        producer.send_soon(marker)  # type: ignore[arg-type]
-        await marker.passed.wait()
-        await producer.flush()
+        await faust_internals.producer_buffer_drained(self.app.producer)
+        await self.app.producer.flush()
 
     async def watch(self) -> None:
         """Re-read partitions where records wait but nothing arrives (dropped by the consumer)."""
@@ -279,10 +244,9 @@ class InOrderReader:
 
     def flow_state(self) -> str:
         """faust's flow switches: records are dropped while its flow is suspended."""
-        consumer = self.app.consumer
-        return (f"flow {'suspended' if consumer.suspend_flow.is_set() else 'on'}, "
+        return (f"flow {'suspended' if faust_internals.flow_suspended(self.app) else 'on'}, "
                 f"{'rebalancing' if self.app.rebalancing else 'assigned'}, recovery "
-                f"{'done' if self.app.tables.recovery.completed.is_set() else 'running'}")
+                f"{'done' if faust_internals.tables_recovered(self.app) else 'running'}")
 
     def stuck(self, now: float, after_s: float) -> list[str]:
         """Partitions with records waiting where none was processed for ``after_s``."""
@@ -296,7 +260,7 @@ class InOrderReader:
                 out.append(f"{tp.topic}/{tp.partition}@{p.next_offset}")
         return out
 
-    def restart(self, tps: Iterable[Any]) -> None:
+    def restart(self, tps: Iterable[TP]) -> None:
         """Forget these partitions: their next record is checked against Kafka's commit."""
         self.progress.forget(tps)
 
@@ -305,3 +269,25 @@ class InOrderReader:
         with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
+
+
+Step = Callable[[Message, Any], Awaitable[None]]
+
+
+async def read(stream: faust.StreamT[Any], agent: str, step: Step, *, reader: InOrderReader,
+               guard: RecordGuard, ready: asyncio.Event | None = None,
+               processed: Callable[[str, Message], None] | None = None) -> None:
+    """The loop of every input agent: each record of ``stream`` that ``reader`` admits runs
+    ``step(message, value)`` in ``guard``, then is marked done. With ``ready``, wait for it
+    while holding a record (never before iterating: faust's stream must be read to rebalance);
+    ``processed(agent, message)`` (consumer lag) is told of each admitted record."""
+    async for event in stream.events():
+        if ready is not None and not ready.is_set():
+            await ready.wait()
+        msg = event.message
+        if not await reader.admit(msg):
+            continue
+        if processed is not None:
+            processed(agent, msg)
+        await guard.run(agent, msg, step, msg, event.value)
+        reader.done(msg)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.worker import history_record
 from bench.common import (
     SHOP,
     fake_catalog,
@@ -39,6 +38,7 @@ from pipeline.ledger.locations import Locations, load_locations
 from pipeline.ledger.movements import Movement, to_movements
 from pipeline.ledger.outputs import Duplicate, PublishAvailable
 from pipeline.ledger.position import LedgerPosition
+from pipeline.ledger.records import history_record
 
 PHASES = ("decode", "rekey", "ledger", "encode")
 
@@ -91,7 +91,7 @@ class Core:
             elif isinstance(out, Duplicate):
                 duplicate = True
         if not duplicate:
-            sends.append(("history", key, history_record(movement, new, outputs)))
+            sends.append(("history", key, history_record(movement, new, outputs, now)))
         self.timings["encode"] += time.perf_counter() - t1
         return sends
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import faust
 
+from agents.faust_internals import TallyWorker
 from agents.settings import WorkerSettings
-from agents.worker import TallyWorker
 from pipeline.settings import load
 
 

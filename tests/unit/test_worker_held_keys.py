@@ -1,9 +1,9 @@
-"""The expiry timer's index of positions with holds (``agents.worker.HeldKeys``): it follows the
+"""The expiry timer's index of positions with holds (``agents.ledger.HeldKeys``): it follows the
 ledger's writes, asks for a full scan after partitions move and every ``full_scan_s``."""
 
 from __future__ import annotations
 
-from agents.worker import HeldKeys
+from agents.ledger import HeldKeys
 from pipeline.ledger.position import Hold, LedgerPosition
 
 
