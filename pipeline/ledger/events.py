@@ -39,7 +39,6 @@ EVENT_TYPES: dict[str, str] = {
     "3pl.delivered": "3pl",
     "3pl.return_to_origin": "3pl",
 }
-SOURCES: frozenset[str] = frozenset({"erp", "wms", "pos", "3pl", "shopify", "tally"})
 MAX_QUANTITY = 1_000_000
 
 # Optional, type-specific fields of SourceEvent, in the order they are serialized.

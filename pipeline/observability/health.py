@@ -169,7 +169,7 @@ def kafka_error_callback(readiness: Readiness, name: str = "kafka",
                          grace_s: float = KAFKA_GRACE_S) -> Callable[[Any], None]:
     """An ``error_cb`` for confluent-kafka clients: reachability errors set ``name`` failing
     (after ``grace_s``); a fatal error sets it failing at once and live (restart needed).
-    Call :func:`kafka_reachable` when a metadata request or a delivery succeeds again."""
+    A metadata request or delivery that succeeds again sets it back."""
 
     def on_error(err: Any) -> None:
         code = err.name() if hasattr(err, "name") else str(err)
@@ -182,10 +182,6 @@ def kafka_error_callback(readiness: Readiness, name: str = "kafka",
                           grace_s=grace_s)
 
     return on_error
-
-
-def kafka_reachable(readiness: Readiness, name: str = "kafka") -> None:
-    readiness.set(name, True)
 
 
 async def probe_kafka(readiness: Readiness, bootstrap: str, *, interval_s: float = 2.0,

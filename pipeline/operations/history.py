@@ -12,9 +12,6 @@ from typing import Any
 
 from pipeline.ledger.movements import ledger_key
 
-COLUMNS = ("applied_at", "source", "mark", "type", "quantity", "changes", "version",
-           "components", "outcome")
-
 
 def history_for(records: Iterable[tuple[bytes | None, bytes | None]], sku: str,
                 branch: str) -> list[dict[str, Any]]:

@@ -29,7 +29,6 @@ SET_NAMES = frozenset({"available", "on_hand"})
 ADJUST_NAMES = frozenset({
     "available", "on_hand", "reserved", "damaged", "safety_stock", "quality_control", "incoming",
 })
-MAX_ARRAY = 250
 SET_LIMIT = 1_000_000_000
 ADJUST_LIMIT = 2_000_000_000
 
