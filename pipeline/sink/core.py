@@ -229,36 +229,44 @@ class SinkCore:
     def plan_round(self, domain: str, now: float, busy: int = 0) -> Round:
         """One flush decision for a shop: what to send next, or how long to wait.
 
-        ``busy``: the shop's other calls in flight. Beside them only a full batch is sent (a
-        backlog is drained in parallel; a trickle still waits for its window and goes out in
-        one call) and no level is read (the reads wait for a round with nothing in flight)."""
-        if busy >= self.flush.max_calls_in_flight:
-            return Round(Idle(self.flush.window_s))  # woken when a call in flight ends
-        budget = self.shops[domain].budget
-        full = max(1, budget.max_items(now, when_full=True))
-        if busy and self.coalescer.pending_count(domain) < full:
-            return Round(Idle(self.flush.window_s))  # without a scan: lanes wake often
+        ``busy``: the shop's other calls in flight (see ``_plan_beside``)."""
+        if busy:
+            return self._plan_beside(domain, now, busy)
         # Unordered until a batch is decided: most rounds only count and wait.
         entries = self.coalescer.eligible(domain, now, ordered=False)
         if not entries:
             parked = [e.not_before for e in self.coalescer.pending(domain, ordered=False)
                       if e.not_before is not None and e.not_before != float("inf")]
             return Round(Idle(max(0.0, min(parked) - now) if parked else 1.0))
-        if busy and len(entries) < full:
-            return Round(Idle(self.flush.window_s))
+        budget = self.shops[domain].budget
+        full = max(1, budget.max_items(now, when_full=True))
         age = dirty_age(entries, now) or 0.0
         if age < self.flush.window_s and len(entries) < full:
             return Round(Idle(self.flush.window_s - age))
         entries.sort(key=Entry.sort_key)
         pushes, reads, acks = self._decide_keys(domain, entries, full, now)
-        if busy:
-            if len(pushes) < full:
-                return Round(Idle(self.flush.window_s), acks)
-            return Round(self._batch(domain, pushes, now), acks)
         if reads:
             return Round(ReadLevels(tuple(reads)), acks)
         if not pushes:
             return Round(Again(), acks)
+        return Round(self._batch(domain, pushes, now), acks)
+
+    def _plan_beside(self, domain: str, now: float, busy: int) -> Round:
+        """A round beside ``busy`` calls in flight: only a full batch the budget pays for now (a
+        backlog drains in parallel; a trickle still waits for its window and goes out as one
+        call), and no level read (reads wait for a round with nothing in flight). Otherwise
+        wait: the shell wakes the shop when a call ends."""
+        wait = Round(Idle(self.flush.window_s))
+        full = max(1, self.shops[domain].budget.max_items(now, when_full=True))
+        # Counted before any scan: every lane plans on every wake-up.
+        if busy >= self.flush.max_calls_in_flight or self.coalescer.pending_count(domain) < full:
+            return wait
+        entries = self.coalescer.eligible(domain, now)
+        if len(entries) < full:
+            return wait
+        pushes, _, acks = self._decide_keys(domain, entries, full, now)
+        if len(pushes) < full:
+            return Round(wait.action, acks)
         return Round(self._batch(domain, pushes, now), acks)
 
     def _decide_keys(self, domain: str, entries: list[Entry], full: int, now: float
