@@ -60,6 +60,10 @@ class SimFlags:
                                           flag="--webhook-reorder-rate")
     webhook_retry_base: float = setting(0.05, "first retry delay of failed deliveries, s",
                                         flag="--webhook-retry-base")
+    webhook_routing: bool = setting(
+        False, "after `orders/create`, also send `fulfillment_orders/order_routing_complete` "
+        "naming the location that took the order (as a shop subscribed to it does)",
+        flag="--webhook-routing", doc_default="off")
     storefront_rate: float = setting(0.0, "storefront orders per second per shop",
                                      flag="--storefront-rate")
     order_max_quantity: int = setting(1, "maximum quantity per order line",
@@ -92,7 +96,7 @@ def config_from_flags(a: SimFlags) -> SimConfig:
             url=a.webhook_url, api_version=a.webhook_api_version,
             duplicate_rate=a.webhook_duplicate_rate, min_delay_s=a.webhook_min_delay,
             max_delay_s=a.webhook_max_delay, reorder_rate=a.webhook_reorder_rate,
-            retry_base_s=a.webhook_retry_base),
+            retry_base_s=a.webhook_retry_base, routing=a.webhook_routing),
         faults=FaultConfig(
             error_5xx_rate=a.fault_5xx, throttle_429_rate=a.fault_429,
             retry_after_s=a.fault_retry_after, timeout_rate=a.fault_timeout,
