@@ -64,3 +64,25 @@ def test_quick_core_and_reference_variants_write_figures(kafka_bootstrap: str,
     assert variants["raw_core"]["runs"][0]["records_out"] > 0
     md = (out / "results.md").read_text()
     assert "Tally's worker beside reference loops" in md and "minimal faust, 2 hops" in md
+
+
+@pytest.mark.kafka
+def test_quick_catchup_and_snapshot_write_figures(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Catch-up after kill -9 under steady input, and a full count applied and pushed: the
+    restarted worker applies again and reports its rate while behind; every Shopify level ends
+    equal to the count (minus its branch's safety buffer)."""
+    out = tmp_path / "results"
+    env = {**os.environ, "TALLY_BENCH_BOOTSTRAP": kafka_bootstrap}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "catchup", "--only", "snapshot",
+         "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["errors"] == {}
+    (run,) = results["benchmarks"]["catchup"]["runs"]
+    assert run["kill_to_first_apply_s"] > 0 and run["catchup_per_s"] > 0, run
+    (snap,) = results["benchmarks"]["snapshot"]["runs"]
+    assert snap["lines"] == 8_000 and snap["levels_checked"] == 6_000, snap
+    assert snap["levels_different_at_end"] == 0 and snap["to_consistent_s"] is not None, snap
+    md = (out / "results.md").read_text()
+    assert "Catch-up after kill -9" in md and "Full-count snapshot" in md
