@@ -32,6 +32,7 @@ from pipeline.infra.kafka_read import read_to_end
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.locations import load_locations
 from pipeline.ledger.position import LedgerPosition
+from pipeline.ledger.rules import publish_value
 from pipeline.simulation.traffic import TrafficGenerator
 from pipeline.topics import Topics, changelog_topic
 from tests.containers.podman import (
@@ -231,8 +232,10 @@ def shopify_and_ledger(locations_file: Path) -> tuple[dict[str, int], dict[str, 
         if value is not None:
             position = LedgerPosition.from_json(value)
             if position.key in ats:
-                ats[position.key] = available_to_sell(
-                    position, locations.rules(position.branch)).value
+                # What the worker publishes: below the branch's minimum publish threshold, 0.
+                rules = locations.rules(position.branch)
+                ats[position.key] = publish_value(available_to_sell(position, rules).value,
+                                                  rules.min_publish_threshold)
     return shopify, ats
 
 
