@@ -166,14 +166,31 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
         "max_lag_s": max((lag for a, lag in points if a >= t_kill), default=None),
     }
     # Behind: from the first application after the restart until caught up (or the end).
-    end = t_caught if t_caught is not None else float("inf")
-    span = [(t, n) for t, n in committed if first is not None and first <= t <= end]
-    if len(span) > 1 and span[-1][0] > span[0][0]:
-        res["catchup_per_s"] = (span[-1][1] - span[0][1]) / (span[-1][0] - span[0][0])
+    span = behind_span(committed, first, t_caught)
+    if span is not None:
+        (t_a, n_a), (t_b, n_b) = span
+        res["catchup_per_s"] = (n_b - n_a) / (t_b - t_a)
         res["catchup_x_input"] = res["catchup_per_s"] / rate
-    else:  # never applied again, or caught up within one sample
+    else:  # never applied again
         res["catchup_per_s"] = res["catchup_x_input"] = None
     return res
+
+
+def behind_span(committed: list[tuple[float, int]], first: float | None,
+                caught: float | None) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """The committed-offset samples that bracket the time behind: the last one at or before the
+    first application after the restart, and the first one at or after the catch-up (the last
+    sample when it never caught up). Bracketing, not the samples strictly inside, so a backlog
+    worked off between two samples still gives a rate."""
+    if first is None or len(committed) < 2:
+        return None
+    before = [s for s in committed if s[0] <= first]
+    start = before[-1] if before else committed[0]
+    after = [s for s in committed if caught is not None and s[0] >= caught]
+    end = after[0] if after else committed[-1]
+    if end[0] <= start[0]:
+        return None
+    return start, end
 
 
 def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int) -> dict[str, Any]:
