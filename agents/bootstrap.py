@@ -133,7 +133,7 @@ def build_app(settings: WorkerSettings) -> faust.App:
     worker = bootstrap(settings)
     kits_handle = kits.register(worker)
     service.register(worker)
-    intake.register(worker)
+    intake.register(worker, kits_handle)
     ledger.register(worker, kits_handle)
     service.register_pages(worker)
     return worker.app

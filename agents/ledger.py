@@ -9,7 +9,9 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import faust
-from faust.types import Message, TableT
+from aiokafka.partitioner import murmur2
+from faust.types import TP, Message, TableT
+from faust.types.assignor import PartitionAssignorT
 from faust.web import Request, Response, View
 from prometheus_client import Gauge
 
@@ -108,15 +110,20 @@ class Ledger:
         self.applied = Applied()  # refilled per record (see Applied)
 
     async def apply_movement(self, msg: Message, value: Any) -> None:
-        """Apply one movement to its position and send what the change calls for."""
-        env = self.env
+        """Apply one movement record (``tally.movements.v1``) to its position."""
         try:
             movement = Movement.from_json(value)
         except (ValueError, KeyError, TypeError) as exc:
-            await env.emitter.dead_letter("bad_movement", f"{type(exc).__name__}: {exc}", msg)
+            await self.env.emitter.dead_letter("bad_movement", f"{type(exc).__name__}: {exc}",
+                                               msg)
             return
+        await self.apply(msg, movement, msg.key)  # type: ignore[arg-type]  # raw keys: bytes
+
+    async def apply(self, msg: Message, movement: Movement, key: bytes) -> None:
+        """Apply ``movement`` (from the record ``msg``, being processed on the partition of
+        ``key`` in the positions table) and send what the change calls for."""
+        env = self.env
         started = time.perf_counter()
-        key: bytes = msg.key  # type: ignore[assignment]  # raw keys: bytes
         raw = self.positions.get(key)
         position = LedgerPosition.from_json(raw) if raw is not None else None
         rules = env.locations.rules(movement.branch)
@@ -139,6 +146,34 @@ class Ledger:
         m.ATS_COMPUTE_SECONDS.observe(time.perf_counter() - started)
         await handle_movement_outputs(env, self.applied, msg, movement, new, outputs)
         await self.kits.after_apply(position, new, rules, outputs)
+
+
+class HomePartition:
+    """Whether a movement may be applied where its source record was read (one hop, no
+    re-keying through ``tally.movements.v1``): only when that record's partition is the one the
+    movements topic's partitioner (Java's and aiokafka's murmur2, as faust sends) gives the
+    movement's key, and this worker is the active owner of that partition of the positions
+    table. Then the table write and its changelog land on the key's own partition and the key
+    keeps one writer. Checked per movement, never assumed: librdkafka's default partitioner
+    (CRC32) puts the same key on another partition, other keys share the record, and a source
+    topic may have another partition count."""
+
+    def __init__(self, assignor: PartitionAssignorT, changelog_topic: str,
+                 partitions: int) -> None:
+        """``assignor``: the app's (``is_active``); ``changelog_topic``: the positions
+        table's; ``partitions``: the movements topic's (and the table's) partition count."""
+        self.assignor = assignor
+        self.changelog_topic = changelog_topic
+        self.partitions = partitions
+
+    def of(self, key: bytes) -> int:
+        """The movements topic's partition for ``key`` (aiokafka's ``DefaultPartitioner``)."""
+        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    def here(self, key: bytes, partition: int) -> bool:
+        """True when a movement keyed ``key`` read on ``partition`` may be applied there."""
+        return (self.of(key) == partition
+                and self.assignor.is_active(TP(self.changelog_topic, partition)))
 
 
 class ReservationExpiry:

@@ -50,6 +50,11 @@ class WorkerSettings(KafkaSettings, LedgerSettings, LoggingSettings):
         20, "how long the worker's producer waits to batch records into one produce request "
         "(20 ms: x1.4 events per worker CPU-second over 5 ms in `bench --only variants`)",
         env="TALLY_PRODUCER_LINGER_MS")
+    apply_in_place: bool = setting(
+        True, "apply a source record's movements where the record is read when it sits on the "
+        "ledger key's own partition (producers keying `sku@location` with the murmur2 "
+        "partitioner): one hop instead of re-keying through the movements topic. Checked per "
+        "movement; `false` re-keys every movement", env="TALLY_APPLY_IN_PLACE")
     commit_interval_s: float = setting(
         1.0, "how often the worker commits the input offsets it processed in order "
         "(agents/reading.py)", env="TALLY_COMMIT_INTERVAL_SECONDS")

@@ -18,6 +18,11 @@ EVENTS_RECEIVED = Counter(
 EVENTS_APPLIED = Counter(
     "tally_events_applied_total", "Movements applied to the ledger.", ["source"]
 )
+MOVEMENTS_ROUTED = Counter(
+    "tally_movements_routed_total", "Movements of valid source events, by route: applied where "
+    "the record was read (in_place) or re-keyed through the movements topic (rekeyed).",
+    ["route"],
+)
 EVENTS_DUPLICATE = Counter(
     "tally_events_duplicate_total", "Movements ignored as already applied (dedupe).", ["source"]
 )

@@ -7,20 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline.ledger.catalog import Catalog, CatalogEntry
-from pipeline.ledger.locations import load_locations
-from pipeline.simulation.traffic import TrafficGenerator
-from tests.support.fixtures import SHOP, write_locations
+from tests.support.fixtures import write_locations
 from tests.support.kafka import producer
-from tests.support.oracle import Oracle
 from tests.support.worker import (
     WorkerProcess,
+    mapped_traffic,
     produce_events,
-    publish_catalog,
     wait_for_oracle,
 )
 
-BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
 # Bounds a hang, not speed (that is measured by make bench): a quiet machine catches up in one to
 # three minutes, one shared with other test suites took over four.
 CATCH_UP_LIMIT_S = 600
@@ -36,15 +31,10 @@ def test_partitions_handed_over_between_workers_under_load_lose_and_double_nothi
     second = WorkerProcess(kafka_bootstrap, tmp_path / "b", locations_file,
                            topics=first.topics, app_id=first.app_id, extra_env=fast_failover)
     first.create_topics()
-    catalog_rows = [(SHOP, sku, f"gid://shopify/InventoryItem/{i}") for i, sku in
-                    enumerate(skus, start=1)]
-    publish_catalog(kafka_bootstrap, first.topics.catalog, catalog_rows)
-    stream = list(TrafficGenerator(skus=skus, branches=BRANCHES, tpl_branches=["3PL-EU"],
-                                   seed=11, duplicate_rate=0.03).encoded(30_000))
-    oracle = Oracle(load_locations(locations_file),
-                    Catalog().with_entries(CatalogEntry(*r) for r in catalog_rows))
-    oracle.feed(stream)
-    produce_events(producer(kafka_bootstrap), first.topics, stream)
+    stream, oracle = mapped_traffic(first, locations_file, skus, seed=11, events=30_000,
+                                    duplicate_rate=0.03)
+    produce_events(producer(kafka_bootstrap), first.topics, stream, keying="mixed",
+                   partitions=first.partitions)
 
     first.start()
     second.start()

@@ -16,25 +16,19 @@ import random
 import time
 from pathlib import Path
 
-from pipeline.ledger.catalog import Catalog, CatalogEntry
-from pipeline.ledger.locations import load_locations
-from pipeline.simulation.traffic import TrafficGenerator
-from tests.support.fixtures import SHOP, write_locations
+from tests.support.fixtures import write_locations
 from tests.support.kafka import producer
-from tests.support.oracle import Oracle
 from tests.support.worker import (
     WorkerProcess,
+    mapped_traffic,
     produce_events,
-    publish_catalog,
     records,
     wait_for_oracle,
 )
 
-BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
 # Bounds a hang, not speed (that is measured by make bench): a quiet machine catches up in one to
 # three minutes, one shared with other test suites took over four.
 CATCH_UP_LIMIT_S = 600
-TPL = ["3PL-EU"]
 
 
 def test_ledger_equals_oracle_after_repeated_kill_9(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -42,16 +36,11 @@ def test_ledger_equals_oracle_after_repeated_kill_9(kafka_bootstrap: str, tmp_pa
     locations_file = write_locations(tmp_path)
     worker = WorkerProcess(kafka_bootstrap, tmp_path / "w", locations_file)
     worker.create_topics()
-    catalog_rows = [(SHOP, sku, f"gid://shopify/InventoryItem/{i}") for i, sku in
-                    enumerate(skus, start=1)]
-    publish_catalog(kafka_bootstrap, worker.topics.catalog, catalog_rows)
-    stream = list(TrafficGenerator(skus=skus, branches=BRANCHES, tpl_branches=TPL, seed=5,
-                                   duplicate_rate=0.03).encoded(50_000))
-    oracle = Oracle(load_locations(locations_file),
-                    Catalog().with_entries(CatalogEntry(*r) for r in catalog_rows))
-    oracle.feed(stream)
+    stream, oracle = mapped_traffic(worker, locations_file, skus, seed=5, events=50_000,
+                                    duplicate_rate=0.03)
 
-    produce_events(producer(kafka_bootstrap), worker.topics, stream)
+    produce_events(producer(kafka_bootstrap), worker.topics, stream, keying="mixed",
+                   partitions=worker.partitions)
     rng = random.Random(1234)
     kills = 0
     worker.start()

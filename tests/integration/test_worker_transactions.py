@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import urllib.request
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -18,17 +17,9 @@ from pipeline.simulation.traffic import TrafficGenerator
 from tests.support.fixtures import write_locations
 from tests.support.kafka import producer, unique
 from tests.support.oracle import Oracle
-from tests.support.worker import WorkerProcess, wait_for_oracle
+from tests.support.worker import WorkerProcess, metric, wait_for_oracle
 
 BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
-
-
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    return 0.0
 
 
 def test_committed_applied_once_aborted_never(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -76,7 +67,7 @@ def test_committed_applied_once_aborted_never(kafka_bootstrap: str, tmp_path: Pa
         oracle.feed(applied)
         assert wait_for_oracle(worker, oracle, timeout=180) == []
         # Every transaction left a marker (aborted ones their records too): passed as holes.
-        assert _metric(worker.url, "tally_input_offset_gaps_total") >= committed_transactions
+        assert metric(worker.url, "tally_input_offset_gaps_total") >= committed_transactions
         assert worker.alive()
     finally:
         worker.stop()

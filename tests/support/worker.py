@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +18,14 @@ from confluent_kafka import Producer
 
 from pipeline.demo.services import free_port, wait_until_ready
 from pipeline.infra.kafka_topics import ensure_topics
+from pipeline.ledger.catalog import Catalog, CatalogEntry
+from pipeline.ledger.locations import load_locations
 from pipeline.ledger.position import LedgerPosition
+from pipeline.simulation.traffic import TrafficGenerator
 from pipeline.topics import Topics, changelog_topic
+from tests.support.fixtures import SHOP
 from tests.support.kafka import consume_all, producer, unique
+from tests.support.oracle import Oracle
 
 
 def unique_topics() -> Topics:
@@ -118,17 +125,50 @@ def publish_catalog(bootstrap: str, topic: str, rows: Iterable[tuple[str, str, s
     assert p.flush(30) == 0
 
 
-def produce_events(p: Producer, topics: Topics, events: Iterable[tuple[str, bytes]]) -> int:
-    """Produce (source system, raw bytes) pairs; return how many."""
+def mapped_traffic(worker: WorkerProcess, locations_file: Path, skus: list[str], *, seed: int,
+                   events: int, duplicate_rate: float) -> tuple[list[tuple[str, bytes]], Oracle]:
+    """Publish a catalog mapping every SKU in ``worker``'s shop, and generate the realistic mix
+    over ``skus`` at three branches and the 3PL; returns (the stream, an oracle fed with it)."""
+    rows = [(SHOP, sku, f"gid://shopify/InventoryItem/{i}") for i, sku in enumerate(skus, 1)]
+    publish_catalog(worker.bootstrap, worker.topics.catalog, rows)
+    stream = list(TrafficGenerator(
+        skus=skus, branches=["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"],
+        tpl_branches=["3PL-EU"], seed=seed, duplicate_rate=duplicate_rate).encoded(events))
+    oracle = Oracle(load_locations(locations_file),
+                    Catalog().with_entries(CatalogEntry(*r) for r in rows))
+    oracle.feed(stream)
+    return stream, oracle
+
+
+def produce_events(p: Producer, topics: Topics, events: Iterable[tuple[str, bytes]], *,
+                   keying: str = "none", partitions: int = 4) -> int:
+    """Produce (source system, raw bytes) pairs; return how many. ``keying="mixed"`` rotates
+    over what producers do: keyed ``sku@location`` on murmur2's partition (as the contract
+    recommends: the worker applies such records where it reads them), the same key on
+    librdkafka's default CRC32 partition (``partitions`` of the source topic: re-keyed), and no
+    key (re-keyed, unless it lands on its key's partition by chance)."""
     by_system = topics.sources()
     n = 0
     for system, raw in events:
-        p.produce(by_system[system], value=raw)
+        key = _sku_at_location(raw) if keying == "mixed" and n % 3 < 2 else None
+        if key is not None and n % 3 == 1:
+            p.produce(by_system[system], key=key, value=raw,
+                      partition=zlib.crc32(key) % partitions)
+        else:
+            p.produce(by_system[system], key=key, value=raw)
         n += 1
         if n % 1000 == 0:
             p.poll(0)
     assert p.flush(60) == 0
     return n
+
+
+def _sku_at_location(raw: bytes) -> bytes | None:
+    try:
+        ev = json.loads(raw)
+        return f"{ev['sku']}@{ev['location']}".encode()
+    except (ValueError, KeyError, TypeError):  # hostile bytes: no key
+        return None
 
 
 def read_changelog(
@@ -144,6 +184,15 @@ def read_changelog(
 
 def records(bootstrap: str, topic: str, **kw: float) -> list[dict]:
     return [json.loads(m.value()) for m in consume_all(bootstrap, topic, **kw)]
+
+
+def metric(url: str, sample: str) -> float:
+    """One sample of a service's ``/metrics`` (name with labels, as exposed), 0 if absent."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+    return 0.0
 
 
 def wait_for_oracle(worker: WorkerProcess, oracle: Any, timeout: float) -> list:
