@@ -40,6 +40,7 @@ from bench.common import (
     produce,
     producer,
     publish_catalog,
+    source_key,
     traffic,
     write_locations,
 )
@@ -122,7 +123,7 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
             due = int((now - t0) * rate) + 1
             while produced < due:
                 system, ev = gen.event()
-                produce(p, by_system[system], None,
+                produce(p, by_system[system], source_key(ev),
                         json.dumps(ev, separators=(",", ":")).encode())
                 produced += 1
             p.poll(0)

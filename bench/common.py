@@ -165,11 +165,18 @@ def fake_catalog(skus: int) -> dict[str, str]:
     return {sku_name(i): f"gid://shopify/InventoryItem/{100000 + i}" for i in range(1, skus + 1)}
 
 
+def source_key(event: dict[str, Any]) -> bytes:
+    """The record key the contract recommends (schemas/README.md): ``sku@location``, on
+    murmur2's partition (``producer``), so the worker applies it where it reads it."""
+    return f"{event['sku']}@{event['location']}".encode()
+
+
 def produce_sources(p: Producer, topics: Topics, events: Iterable[tuple[str, bytes]]) -> int:
+    """Produce (system, raw event) pairs keyed as the contract recommends; returns how many."""
     by_system = topics.sources()
     n = 0
     for system, raw in events:
-        produce(p, by_system[system], None, raw)
+        produce(p, by_system[system], source_key(json.loads(raw)), raw)
         n += 1
         if n % 2000 == 0:
             p.poll(0)

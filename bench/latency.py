@@ -35,12 +35,12 @@ from bench.common import (
     producer,
     publish_catalog,
     read_topic,
+    source_key,
     traffic,
     write_locations,
 )
 from pipeline.messages import push_key
 from pipeline.sink.config import SinkSettings
-from pipeline.topics import changelog_topic
 from tests.support.sink import seed_acks
 
 P99_TARGET_S = 2.0
@@ -93,8 +93,8 @@ class Pipeline:
         sources = list(self.topics.sources().values())
         if self.wm.committed(self.worker.app_id, sources) < produced_total:
             return False
-        changelog = changelog_topic(self.worker.app_id)
-        if self.wm.total(changelog) < self.wm.total(self.topics.movements):
+        movements = self.topics.movements
+        if self.wm.committed(self.worker.app_id, [movements]) < self.wm.total(movements):
             return False
         push = self.topics.shopify_push
         return self.wm.committed(self.sink.group, [push]) >= self.wm.total(push)
@@ -112,7 +112,8 @@ def paced_produce(p: Any, topics: Any, gen: Any, rate: float, seconds: float) ->
         due = int(min(now, seconds) * rate) + 1
         while n < due:
             system, ev = gen.event()
-            produce(p, by_system[system], None, json.dumps(ev, separators=(",", ":")).encode())
+            produce(p, by_system[system], source_key(ev),
+                    json.dumps(ev, separators=(",", ":")).encode())
             n += 1
         p.poll(0)
         time.sleep(0.005)

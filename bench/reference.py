@@ -3,8 +3,11 @@
 Each repetition runs, in an order that rotates between repetitions (background load hits all
 alike), on the same events:
 
-* ``tally`` — ``tally worker`` (``bench.throughput.run_ledger``): two hops, dedupe, ledger,
-  pushes and audit trail.
+* ``tally`` — ``tally worker`` (``bench.throughput.run_ledger``) on records keyed ``sku@location``
+  as the contract recommends, so each movement is applied where it is read (one hop): dedupe,
+  ledger, pushes and audit trail.
+* ``tally_rekeyed`` — the same worker re-keying every movement through the movements topic
+  (``TALLY_APPLY_IN_PLACE=false``): two hops, as before the one-hop path.
 * ``raw`` — confluent-kafka consume → rocksdict write batch → produce one record per event, in
   this process, no faust, no decoding: the floor of consume + store + produce.
 * ``raw_core`` — the same loop calling Tally's pure core per record (``bench.core.Core``: decode
@@ -52,9 +55,10 @@ from pipeline.topics import Topics
 from tests.support.kafka import create_topics, unique
 from tests.support.worker import free_port, unique_topics
 
-VARIANTS = ("tally", "raw", "raw_core", "faust_1hop", "faust_2hops")
+VARIANTS = ("tally", "tally_rekeyed", "raw", "raw_core", "faust_1hop", "faust_2hops")
 LABELS = {
     "tally": "Tally's worker",
+    "tally_rekeyed": "Tally's worker re-keying every movement (TALLY_APPLY_IN_PLACE=false)",
     "raw": "raw confluent-kafka consume + rocksdict write batch + produce (no faust)",
     "raw_core": "the same loop calling Tally's pure core (decode, validate, apply, encode)",
     "faust_1hop": "minimal faust, 1 hop: json, RocksDB table get/set with changelog, 1 output",
@@ -141,10 +145,10 @@ def raw_loop(bootstrap: str, sources: dict[str, str], n: int, workdir: Path,
                     produce(p, out, key, value)
                     produced += 1
                 else:
-                    for mkey, mvalue in core.intake(sources[msg.topic()], value, now):
-                        for kind, okey, ovalue in core.ledger(mkey, mvalue, table, now):
-                            produce(p, outs[kind], okey, ovalue)
-                            produced += 1
+                    for kind, okey, ovalue in core.sends(sources[msg.topic()], value, table,
+                                                         now):
+                        produce(p, outs[kind], okey, ovalue)
+                        produced += 1
                 count += 1
             table.flush()
             p.poll(0)
@@ -213,8 +217,9 @@ def faust_min(bootstrap: str, workdir: Path, *, hops: int, events: list[tuple[st
 
 
 def _tally(bootstrap: str, workdir: Path, events: list[tuple[str, bytes]],
-           skus: int) -> tuple[dict[str, Any], dict[str, str]]:
-    res = run_ledger(bootstrap, workdir, events=events, skus=skus, partitions=PARTITIONS)
+           skus: int, *, in_place: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    res = run_ledger(bootstrap, workdir, events=events, skus=skus, partitions=PARTITIONS,
+                     extra_env={"TALLY_APPLY_IN_PLACE": "true" if in_place else "false"})
     topics: Topics = res.pop("_topics")
     res["cpu_ms_per_event"] = res["worker_cpu_s"] / res["events"] * 1e3
     return res, {topic: system for system, topic in topics.sources().items()}
@@ -236,8 +241,8 @@ def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, only: list[str
             f"order {', '.join(order)}")
         for name in order:
             d = workdir / f"rep{rep}-{name}"
-            if name == "tally":
-                res, sources = _tally(bootstrap, d, events, skus)
+            if name in ("tally", "tally_rekeyed"):
+                res, sources = _tally(bootstrap, d, events, skus, in_place=name == "tally")
             elif name in ("raw", "raw_core"):
                 if sources is None:  # the loops read records already on the broker
                     topics = unique_topics()

@@ -2,9 +2,10 @@
 
 Each repetition: fresh topics and app; the worker(s) start and are ready; the realistic mix
 (``pipeline.simulation.traffic``) over ``skus`` x 5 branches is produced as fast as possible; the
-clock stops when every source record is committed by the worker's group and every movement has
-its RocksDB write in the changelog. Then, on the same broker and the same source records, the
-passthroughs (aiokafka, confluent-kafka) copy every record to a fresh topic in this process.
+clock stops when every source record and every re-keyed movement is committed by the worker's
+group (committed only once what they produced, changelog writes included, is in Kafka). Then,
+on the same broker and the same source records, the passthroughs (aiokafka, confluent-kafka) copy
+every record to a fresh topic in this process.
 """
 
 from __future__ import annotations
@@ -79,10 +80,11 @@ def run_ledger(bootstrap: str, workdir: Path, *, events: list[tuple[str, bytes]]
         while time.monotonic() < deadline:
             if all(not w.alive() for w in procs):
                 raise RuntimeError(f"workers died:\n{procs[0].tail()}")
-            consumed = wm.committed(app_id, sources)
-            moved = wm.total(topics.movements)
-            written = wm.total(changelog)
-            if consumed >= n and moved > 0 and written >= moved:
+            # Every source record committed: what they produced is in Kafka (the reader flushes
+            # before it commits), the changelog writes of movements applied where read included.
+            # Then every re-keyed movement committed by the ledger agent, likewise.
+            if (wm.committed(app_id, sources) >= n and wm.total(changelog) > 0
+                    and wm.committed(app_id, [topics.movements]) >= wm.total(topics.movements)):
                 done_at = time.monotonic()
                 break
             time.sleep(0.1)
