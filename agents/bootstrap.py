@@ -14,6 +14,7 @@ from faust.types import TableT
 
 from agents import intake, kits, ledger, service
 from agents.catalog_follower import CatalogFollower
+from agents.direct_producer import DirectProducer
 from agents.emitter import FaustEmitter
 from agents.faust_internals import TallyWorker
 from agents.guard import RecordGuard
@@ -93,10 +94,14 @@ def bootstrap(settings: WorkerSettings) -> Worker:
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
+    # Records no agent reads back go through librdkafka, flushed before every commit.
+    direct = DirectProducer(settings.bootstrap, client_id=f"{settings.app_id}-direct",
+                            linger_ms=settings.producer_linger_ms,
+                            delivery_timeout_s=settings.producer_delivery_timeout_s)
     # Input topics are read through the reader, which owns their commits (agents/reading.py).
     reader = InOrderReader(app, settings.bootstrap, [
         *topics.sources().values(), topics.movements, topics.kit_components],
-        contiguous=[topics.movements, topics.kit_components])
+        contiguous=[topics.movements, topics.kit_components], direct=direct)
     sources = reader.topic(*topics.sources().values())
     movements = reader.topic(topics.movements, partitions=settings.partitions)
     push = raw_topic(topics.shopify_push)
@@ -118,7 +123,7 @@ def bootstrap(settings: WorkerSettings) -> Worker:
                            value_type=bytes)
     emitter = FaustEmitter({
         "movements": movements, "push": push, "unmapped": unmapped, "low_stock": low_stock,
-        "history": history, "kit_components": kit_components}, guard)
+        "history": history, "kit_components": kit_components}, guard, direct)
     return Worker(
         settings=settings, app=app, locations=locations, schemas=schemas,
         channel_rules=channel_rules, catalog=catalog, reader=reader, readiness=readiness,

@@ -6,9 +6,13 @@ committed offset (it resumes partitions before seeking), and it silently drops r
 own read offset after a seek. Together that lets a range be committed unprocessed (seen in the
 kill -9 test). So Tally's input topics are consumed with faust's acks off, faust's read-offset
 filter off, and commits made here from ``ReadProgress`` (pipeline/reading/progress.py): the
-committed offset is one past the last record processed in order, after the producer flushed
-everything those records produced (ledger changelog, movements, pushes). A jump forward is
-read again; only a hole the broker itself confirms (a probe) is passed over.
+committed offset is one past the last record processed in order, after the producers flushed
+everything those records produced: first the C-backed producer of the records written for others
+(pushes, history; ``agents/direct_producer.py``), then faust's (ledger changelog, movements). If
+one of the former was not delivered, nothing is committed and every partition is read again
+from its last commit (the ledger's dedupe makes them duplicates that send the current value
+again). A jump forward is read again; only a hole the broker itself confirms (a probe) is passed
+over.
 
 Input is read committed (``isolation.level=read_committed``, which faust only sets for its own
 exactly-once mode): records of an aborted upstream transaction are never applied, and the offsets
@@ -27,8 +31,10 @@ from typing import Any
 import faust
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.types import TP, Message
+from prometheus_client import Counter
 
 from agents import faust_internals
+from agents.direct_producer import DeliveryFailed, DirectProducer
 from agents.guard import RecordGuard
 from pipeline.observability import metrics as m
 from pipeline.reading.progress import Action, ReadProgress
@@ -36,6 +42,11 @@ from pipeline.reading.progress import Action, ReadProgress
 log = logging.getLogger("tally.worker.reading")
 
 FLUSH_TIMEOUT_S = 30.0
+REWINDS = Counter(
+    "tally_worker_rewinds_total",
+    "Times the worker read its input again from the last commit because records it had "
+    "produced since were not delivered.",
+)
 _NO_COMMIT = -1001  # librdkafka's OFFSET_INVALID: the group never committed this partition
 
 
@@ -43,10 +54,12 @@ class InOrderReader:
     """Admits records to agents and commits their offsets (see module docstring)."""
 
     def __init__(self, app: faust.App, bootstrap: str, topics: Iterable[str],
-                 contiguous: Iterable[str] = ()) -> None:
+                 contiguous: Iterable[str] = (), direct: DirectProducer | None = None) -> None:
         """``topics``: the input topics; ``contiguous``: those of them that Tally writes itself
-        (no transaction markers or compaction), where a hole means records were lost."""
+        (no transaction markers or compaction), where a hole means records were lost;
+        ``direct``: the C-backed producer, flushed before every commit too."""
         self.app = app
+        self.direct = direct
         self.bootstrap = bootstrap
         self.topics = set(topics)
         self.contiguous = set(contiguous)
@@ -202,22 +215,51 @@ class InOrderReader:
 
     async def commit(self, tps: Iterable[TP] | None = None) -> None:
         """Commit processed offsets, after flushing everything their records produced."""
+        lost = self._lost()
         offsets = self.progress.to_commit(tps)
         if not offsets:
             return
         try:
-            await asyncio.wait_for(self._flush(), timeout=FLUSH_TIMEOUT_S)
+            flushed = await asyncio.wait_for(self._flush(), timeout=FLUSH_TIMEOUT_S)
         except TimeoutError:
+            flushed = False
+        except DeliveryFailed as exc:
+            await self.rewind(str(exc))
+            return
+        if not flushed:
             log.warning("producer did not flush within %s s; offsets not committed this time",
                         FLUSH_TIMEOUT_S)
+            return
+        if self._lost() != lost:  # a concurrent commit (revoke, timer) found records lost
             return
         if await faust_internals.commit(self.app.consumer, offsets):
             self.progress.committed(offsets)
 
-    async def _flush(self) -> None:
-        """Wait until everything sent so far (table changelog included) is in Kafka."""
+    def _lost(self) -> int:
+        """How many times the C-backed producer lost records so far."""
+        return self.direct.rebuilds if self.direct is not None else 0
+
+    async def _flush(self) -> bool:
+        """Wait until everything sent so far (table changelog included) is in Kafka: the
+        C-backed producer first, then faust's (quix-streams' order: sinks, then the producer).
+        False if the C-backed one did not finish in time; ``DeliveryFailed`` if it lost a
+        record."""
+        if self.direct is not None and not await self.direct.flush(FLUSH_TIMEOUT_S):
+            return False
         await faust_internals.producer_buffer_drained(self.app.producer)
         await self.app.producer.flush()
+        return True
+
+    async def rewind(self, reason: str) -> None:
+        """Records produced since the last commit may be lost: read every partition again from
+        its last commit (nothing after it is committed before it is processed again)."""
+        now = time.monotonic()
+        offsets = self.progress.rewind(now)
+        REWINDS.inc()
+        log.error("reading %s partitions again from their last commit: %s", len(offsets), reason)
+        for tp, offset in offsets.items():
+            self.progress.seeked(tp, now)
+            await self._seek(tp, offset)
 
     async def watch(self) -> None:
         """Re-read partitions where records wait but nothing arrives (dropped by the consumer)."""

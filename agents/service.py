@@ -105,6 +105,14 @@ def register(w: Worker) -> None:
     async def commit_processed() -> None:
         await reader.commit()
 
+    @app.on_before_shutdown.connect
+    async def close_direct_producer(app_: Any, /, *args: Any, signal: Any,
+                                    **kwargs: Any) -> None:
+        # After the consumer stopped (and the revoked partitions were committed): deliver
+        # what is still queued, then close.
+        if w.emitter.direct is not None:
+            await w.emitter.direct.close()
+
     @app.timer(interval=1.0)
     async def watch_reading() -> None:
         if not app.rebalancing and catalog.ready.is_set():  # agents hold records until ready

@@ -55,6 +55,11 @@ class WorkerSettings(KafkaSettings, LedgerSettings, LoggingSettings):
         "ledger key's own partition (producers keying `sku@location` with the murmur2 "
         "partitioner): one hop instead of re-keying through the movements topic. Checked per "
         "movement; `false` re-keys every movement", env="TALLY_APPLY_IN_PLACE")
+    producer_delivery_timeout_s: float = setting(
+        300.0, "how long the worker's C-backed producer (pushes, history, unmapped and low-stock "
+        "records) keeps retrying a record while Kafka is away; past it the record counts as "
+        "failed (`tally_worker_delivery_failures_total`) and the worker reads its input again "
+        "from the last commit", env="TALLY_PRODUCER_DELIVERY_TIMEOUT_SECONDS")
     commit_interval_s: float = setting(
         1.0, "how often the worker commits the input offsets it processed in order "
         "(agents/reading.py)", env="TALLY_COMMIT_INTERVAL_SECONDS")

@@ -8,6 +8,10 @@ alike), on the same events:
   ledger, pushes and audit trail.
 * ``tally_rekeyed`` — the same worker re-keying every movement through the movements topic
   (``TALLY_APPLY_IN_PLACE=false``): two hops, as before the one-hop path.
+* ``tally_base`` — ``tally``, with the worker's code from another checkout
+  (``TALLY_BENCH_BASE_TREE``, e.g. a ``git worktree`` of the commit before a change): before and
+  after in one run. Run the bench from outside the checkout (the worker's working directory comes
+  first on its import path).
 * ``raw`` — confluent-kafka consume → rocksdict write batch → produce one record per event, in
   this process, no faust, no decoding: the floor of consume + store + produce.
 * ``raw_core`` — the same loop calling Tally's pure core per record (``bench.core.Core``: decode
@@ -55,10 +59,12 @@ from pipeline.topics import Topics
 from tests.support.kafka import create_topics, unique
 from tests.support.worker import free_port, unique_topics
 
-VARIANTS = ("tally", "tally_rekeyed", "raw", "raw_core", "faust_1hop", "faust_2hops")
+VARIANTS = ("tally", "tally_rekeyed", "tally_base", "raw", "raw_core", "faust_1hop",
+            "faust_2hops")
 LABELS = {
     "tally": "Tally's worker",
     "tally_rekeyed": "Tally's worker re-keying every movement (TALLY_APPLY_IN_PLACE=false)",
+    "tally_base": "Tally's worker, code of TALLY_BENCH_BASE_TREE",
     "raw": "raw confluent-kafka consume + rocksdict write batch + produce (no faust)",
     "raw_core": "the same loop calling Tally's pure core (decode, validate, apply, encode)",
     "faust_1hop": "minimal faust, 1 hop: json, RocksDB table get/set with changelog, 1 output",
@@ -217,9 +223,16 @@ def faust_min(bootstrap: str, workdir: Path, *, hops: int, events: list[tuple[st
 
 
 def _tally(bootstrap: str, workdir: Path, events: list[tuple[str, bytes]],
-           skus: int, *, in_place: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+           skus: int, *, in_place: bool = True,
+           base: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    env = {"TALLY_APPLY_IN_PLACE": "true" if in_place else "false"}
+    if base:
+        tree = os.environ.get("TALLY_BENCH_BASE_TREE")
+        if not tree:
+            raise RuntimeError("tally_base needs TALLY_BENCH_BASE_TREE (a checkout to run)")
+        env["PYTHONPATH"] = tree
     res = run_ledger(bootstrap, workdir, events=events, skus=skus, partitions=PARTITIONS,
-                     extra_env={"TALLY_APPLY_IN_PLACE": "true" if in_place else "false"})
+                     extra_env=env)
     topics: Topics = res.pop("_topics")
     res["cpu_ms_per_event"] = res["worker_cpu_s"] / res["events"] * 1e3
     return res, {topic: system for system, topic in topics.sources().items()}
@@ -229,7 +242,8 @@ def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, only: list[str
         events_per_run: int | None = None) -> dict[str, Any]:
     skus = 2_000 if quick else 20_000  # x 5 branches = 10,000 / 100,000 SKU@locations
     n = events_per_run or (3_000 if quick else 40_000)
-    names = [v for v in VARIANTS if not only or v in only]
+    names = [v for v in VARIANTS if v in only] if only else [
+        v for v in VARIANTS if v != "tally_base" or os.environ.get("TALLY_BENCH_BASE_TREE")]
     locations, catalog = scenario(workdir, skus)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
     for rep in range(reps):
@@ -241,8 +255,10 @@ def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int, only: list[str
             f"order {', '.join(order)}")
         for name in order:
             d = workdir / f"rep{rep}-{name}"
-            if name in ("tally", "tally_rekeyed"):
-                res, sources = _tally(bootstrap, d, events, skus, in_place=name == "tally")
+            if name in ("tally", "tally_rekeyed", "tally_base"):
+                res, sources = _tally(bootstrap, d, events, skus,
+                                      in_place=name != "tally_rekeyed",
+                                      base=name == "tally_base")
             elif name in ("raw", "raw_core"):
                 if sources is None:  # the loops read records already on the broker
                     topics = unique_topics()

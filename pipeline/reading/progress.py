@@ -154,6 +154,17 @@ class ReadProgress(Generic[TP]):
         return {tp: self.partitions[tp].next_offset for tp in chosen
                 if self.partitions[tp].next_offset > self.partitions[tp].committed}
 
+    def rewind(self, now: float) -> dict[TP, int]:
+        """Process again from the last commit every partition that moved past it (what its
+        records produced was not all delivered); returns where to seek each of them."""
+        out = {}
+        for tp, p in self.partitions.items():
+            if p.next_offset > p.committed:
+                p.next_offset, p.seek_target, p.seeks = p.committed, None, 0
+                p.progressed_at = now
+                out[tp] = p.committed
+        return out
+
     def committed(self, offsets: dict[TP, int]) -> None:
         """Record a successful commit."""
         for tp, offset in offsets.items():

@@ -217,3 +217,20 @@ def test_records_draining_after_a_slow_probe_wait_instead_of_seeking_again() -> 
     progress.seeked(TP, 3.0)
     assert progress.admit(TP, 16, 3.5, holes_expected=True).action is Action.WAIT
     assert progress.admit(TP, 10, 3.6, holes_expected=True).process
+
+
+def test_a_rewind_reads_again_from_the_last_commit_and_commits_nothing_before() -> None:
+    # What was produced since the last commit may be lost (agents/direct_producer.py): every
+    # partition that moved goes back to its committed offset; one that did not stays.
+    progress = started(committed=10)
+    idle = ("tally.movements.v1", 1)
+    progress.start(idle, 7, 0.0)
+    for offset in (10, 11, 12):
+        assert progress.admit(TP, offset, 0.0).process
+        progress.done(TP, offset, 0.0)
+    assert progress.rewind(1.0) == {TP: 10}
+    assert progress.to_commit() == {}
+    assert progress.admit(TP, 13, 1.0).seek_to == 10  # records fetched before: read again
+    assert progress.admit(TP, 10, 1.0).process
+    progress.done(TP, 10, 1.0)
+    assert progress.to_commit() == {TP: 11}
