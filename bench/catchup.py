@@ -9,9 +9,10 @@ the input keeps coming. The worker's audit records (``tally.history``) carry eac
 ``applied_at``, so a history reader in this process sees the lag of every applied movement as it
 happens:
 
-- ``catchup_per_s`` and ``catchup_x_input``: source events per second the restarted worker's group
-  committed from its first application until it is caught up (committed offsets sampled twice a
-  second), and that rate over the input rate;
+- ``catchup_x_input`` and ``catchup_per_s``: how many times the input rate the restarted worker
+  applied movements from its first application until it is caught up (``rate_while_behind``:
+  movements per second then, over movements per second before the kill), and that in source
+  events per second;
 - ``warm_max_lag_s``: the largest lag before the kill (over 1 s: the worker did not even keep up
   with the input on this machine, and the catch-up figures mean little);
 - ``kill_to_lag_under_1s_s``: kill → the moment from which every applied movement's lag stays
@@ -32,7 +33,6 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from bench.common import (
-    Watermarks,
     fake_catalog,
     log,
     median,
@@ -109,9 +109,6 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
     worker.start()
     worker.wait_ready(timeout=180)
     lags = Lags(bootstrap, worker.topics.history)
-    wm = Watermarks(bootstrap)
-    sources = list(by_system.values())
-    committed: list[tuple[float, int]] = []  # (time, source offsets the group committed)
     t0 = time.time()
     produced = 0
     t_kill = t_restart = t_ready = None
@@ -137,7 +134,6 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
                 next_check = now + 0.5
                 if t_ready is None and ready(worker.url):
                     t_ready = time.time()
-                committed.append((time.time(), wm.committed(worker.app_id, sources)))
                 # Caught up and stable for 5 s, or out of time.
                 if caught_up_at(list(lags.points), t_kill) is not None:
                     stable_since = stable_since or now
@@ -150,7 +146,6 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
         time.sleep(1.0)
     finally:
         lags.close()
-        wm.close()
         worker.stop()
     assert t_kill is not None and t_restart is not None
     points = sorted(lags.points)
@@ -167,31 +162,29 @@ def one_run(bootstrap: str, workdir: Path, *, skus: int, rate: float, warm_s: fl
         "max_lag_s": max((lag for a, lag in points if a >= t_kill), default=None),
     }
     # Behind: from the first application after the restart until caught up (or the end).
-    span = behind_span(committed, first, t_caught)
-    if span is not None:
-        (t_a, n_a), (t_b, n_b) = span
-        res["catchup_per_s"] = (n_b - n_a) / (t_b - t_a)
-        res["catchup_x_input"] = res["catchup_per_s"] / rate
-    else:  # never applied again
-        res["catchup_per_s"] = res["catchup_x_input"] = None
+    rates = rate_while_behind(points, first=first, caught=t_caught,
+                              steady=(t0 + 5.0, t_kill))
+    res["catchup_per_s"] = rates * rate if rates is not None else None
+    res["catchup_x_input"] = rates
     return res
 
 
-def behind_span(committed: list[tuple[float, int]], first: float | None,
-                caught: float | None) -> tuple[tuple[float, int], tuple[float, int]] | None:
-    """The committed-offset samples that bracket the time behind: the last one at or before the
-    first application after the restart, and the first one at or after the catch-up (the last
-    sample when it never caught up). Bracketing, not the samples strictly inside, so a backlog
-    worked off between two samples still gives a rate."""
-    if first is None or len(committed) < 2:
+def rate_while_behind(points: list[tuple[float, float]], *, first: float | None,
+                      caught: float | None, steady: tuple[float, float]) -> float | None:
+    """How many times the input rate the restarted worker applied while behind: movements
+    applied per second from its first application after the restart until caught up (the last
+    point if it never was), over movements applied per second in the ``steady`` span before the
+    kill, when it kept up with the input. Both from the history records' ``applied_at``, so no
+    conversion from events to movements is needed and commit intervals do not blur a catch-up
+    of a few seconds. None when it never applied again or the spans are empty."""
+    if first is None:
         return None
-    before = [s for s in committed if s[0] <= first]
-    start = before[-1] if before else committed[0]
-    after = [s for s in committed if caught is not None and s[0] >= caught]
-    end = after[0] if after else committed[-1]
-    if end[0] <= start[0]:
+    end = caught if caught is not None else max((a for a, _ in points), default=first)
+    behind = sum(1 for a, _ in points if first <= a <= end)
+    before = sum(1 for a, _ in points if steady[0] <= a < steady[1])
+    if end <= first or behind < 2 or before == 0 or steady[1] <= steady[0]:
         return None
-    return start, end
+    return (behind / (end - first)) / (before / (steady[1] - steady[0]))
 
 
 def run(bootstrap: str, workdir: Path, *, quick: bool, reps: int) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""The catch-up benchmark's reading of lags and commits (``bench.catchup``): when a restarted
-worker counts as caught up, and which committed-offset samples measure its rate while behind."""
+"""The catch-up benchmark's reading of lags (``bench.catchup``): when a restarted worker counts as
+caught up, and how many times the input rate it applied while behind."""
 
 from __future__ import annotations
 
-from bench.catchup import behind_span, caught_up_at
+from bench.catchup import caught_up_at, rate_while_behind
 
 KILL = 100.0
 
@@ -31,16 +31,22 @@ def test_arrival_order_does_not_matter() -> None:
     assert caught_up_at(points, KILL) == 108.0
 
 
-def test_a_backlog_worked_off_between_two_samples_still_gives_a_rate() -> None:
-    # First application at 103.2, caught up at 103.4: no sample falls strictly inside.
-    committed = [(102.5, 1000), (103.0, 1000), (103.5, 1900), (104.0, 2000)]
-    assert behind_span(committed, 103.2, 103.4) == ((103.0, 1000), (103.5, 1900))
+STEADY = (80.0, 100.0)  # 20 s before the kill at 100 movements/s: 2,000 points
+BEFORE = [(80.0 + i * 0.01, 0.1) for i in range(2000)]
 
 
-def test_never_caught_up_spans_to_the_last_sample() -> None:
-    committed = [(101.0, 0), (102.0, 100), (103.0, 250)]
-    assert behind_span(committed, 101.5, None) == ((101.0, 0), (103.0, 250))
+def test_a_backlog_worked_off_in_one_second_is_measured_over_that_second() -> None:
+    # First application 3 s after the kill; 500 movements in the next second, then caught up.
+    burst = [(103.0 + i * 0.002, 3.0 - i * 0.002) for i in range(500)]
+    x = rate_while_behind(BEFORE + burst, first=103.0, caught=103.998, steady=STEADY)
+    assert x is not None and 4.9 < x < 5.1  # 500/s over 100/s
 
 
-def test_never_applied_again_gives_no_span() -> None:
-    assert behind_span([(101.0, 0), (102.0, 0)], None, None) is None
+def test_never_caught_up_measures_until_the_last_application() -> None:
+    slow = [(103.0 + i * 0.02, 5.0) for i in range(101)]  # 50/s for 2 s
+    x = rate_while_behind(BEFORE + slow, first=103.0, caught=None, steady=STEADY)
+    assert x is not None and 0.49 < x < 0.51
+
+
+def test_never_applied_again_gives_no_rate() -> None:
+    assert rate_while_behind(BEFORE, first=None, caught=None, steady=STEADY) is None
