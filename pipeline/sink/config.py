@@ -36,9 +36,10 @@ class SinkSettings(KafkaSettings, LoggingSettings):
     commit_interval_s: float = 0.5
     max_reads_per_call: int = 50
     max_calls_in_flight: int = setting(
-        4, "Shopify calls in flight per shop: beside a call in flight only a full batch the "
-        "budget can pay for now is sent, so a backlog drains in parallel while a trickle still "
-        "goes out as one call per window", env="TALLY_SINK_MAX_CALLS_IN_FLIGHT")
+        4, "Shopify calls in flight per shop: beside a call in flight a full batch, or the keys "
+        "whose window has passed, is sent (paced by the budget), so a backlog drains in "
+        "parallel and a trickle goes out once per window without waiting for a slow call",
+        env="TALLY_SINK_MAX_CALLS_IN_FLIGHT")
     max_held_records: int = setting(
         20_000, "backpressure: a push-topic partition holding this many records not yet done "
         "(a halted or slow shop) is paused, and resumed below half of it",

@@ -252,21 +252,25 @@ class SinkCore:
         return Round(self._batch(domain, pushes, now), acks)
 
     def _plan_beside(self, domain: str, now: float, busy: int) -> Round:
-        """A round beside ``busy`` calls in flight: only a full batch the budget pays for now (a
-        backlog drains in parallel; a trickle still waits for its window and goes out as one
-        call), and no level read (reads wait for a round with nothing in flight). Otherwise
-        wait: the shell wakes the shop when a call ends."""
-        wait = Round(Idle(self.flush.window_s))
+        """A round beside ``busy`` calls in flight: a full batch (a backlog drains in
+        parallel), or the keys whose window has passed (a trickle goes out once per window
+        and does not wait for a slow call to end), paced by the budget like any batch; never a
+        level read (reads wait for a round with nothing in flight). Otherwise wait for the
+        window, or for a call to end (the shell wakes the shop then)."""
+        window = self.flush.window_s
+        if busy >= self.flush.max_calls_in_flight:
+            return Round(Idle(window))
         full = max(1, self.shops[domain].budget.max_items(now, when_full=True))
-        # Counted before any scan: every lane plans on every wake-up.
-        if busy >= self.flush.max_calls_in_flight or self.coalescer.pending_count(domain) < full:
-            return wait
-        entries = self.coalescer.eligible(domain, now)
-        if len(entries) < full:
-            return wait
+        entries = self.coalescer.eligible(domain, now, ordered=False)
+        if not entries:
+            return Round(Idle(window))
+        age = dirty_age(entries, now) or 0.0
+        if len(entries) < full and age < window:
+            return Round(Idle(window - age))
+        entries.sort(key=Entry.sort_key)
         pushes, _, acks = self._decide_keys(domain, entries, full, now)
-        if len(pushes) < full:
-            return Round(wait.action, acks)
+        if not pushes:  # what is left needs a level read first, or nothing
+            return Round(Idle(window), acks)
         return Round(self._batch(domain, pushes, now), acks)
 
     def _decide_keys(self, domain: str, entries: list[Entry], full: int, now: float

@@ -236,12 +236,23 @@ def test_a_backlog_is_drained_by_full_batches_in_parallel() -> None:
     assert isinstance(first, Send) and isinstance(second, Send)
     assert len(first.items) == len(second.items) == 250
     assert not {i.key for i in first.items} & {i.key for i in second.items}
-    # 100 keys left, not a full batch: beside calls in flight they wait for one to end.
+    # 100 keys left, not a full batch: beside calls in flight they wait for their window...
     assert c.plan_round(SHOP, 0.0, busy=2).action == Idle(1.0)
-    assert c.plan_round(SHOP, 5.0, busy=1).action == Idle(1.0)
-    # No call in flight: the rest goes once its window has passed.
-    last = c.plan_round(SHOP, 1.0, busy=0).action
+    assert c.plan_round(SHOP, 0.4, busy=2).action == Idle(0.6)
+    # ...and then go, without waiting for a (slow) call to end.
+    last = c.plan_round(SHOP, 1.0, busy=2).action
     assert isinstance(last, Send) and len(last.items) == 100
+    assert not {i.key for i in last.items} & {i.key for i in first.items + second.items}
+    assert c.plan_round(SHOP, 1.0, busy=3).action == Idle(1.0)  # nothing left
+
+
+def test_a_trickle_beside_a_call_waits_for_its_window_and_the_budget() -> None:
+    c = backlog_core(keys=10, calls=4)
+    assert c.plan_round(SHOP, 0.5, busy=1).action == Idle(0.5)
+    c.shops[SHOP].budget.observe(None, CostReport(10.0, 10.0, 1000.0, 0.0, 100.0), 25, 1.0)
+    assert isinstance(c.plan_round(SHOP, 1.0, busy=1).action, Pace)  # no points: paced
+    sent = c.plan_round(SHOP, 2.0, busy=1).action
+    assert isinstance(sent, Send) and len(sent.items) == 10
 
 
 def test_no_more_calls_than_allowed_and_no_reads_beside_a_call() -> None:
