@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pipeline.ledger import codec
 from pipeline.ledger.ats import available_to_sell
 from pipeline.ledger.decode import decode_event
+from pipeline.ledger.events import canonical_bytes
 from pipeline.ledger.movements import Movement, to_movements
 from pipeline.ledger.outputs import PublishAvailable
 from pipeline.ledger.position import Hold, LedgerPosition, Pending, pack_mark
@@ -153,3 +154,29 @@ def test_movements_made_with_observed_at_equal_the_copies() -> None:
         assert not hasattr(event, "code"), event
         assert to_movements(event, observed_at=12.5) == [
             m.with_observed_at(12.5) for m in to_movements(event)]
+
+
+def _old_canonical(data: dict) -> bytes:
+    """The digest's document as every stored mark was made: ``json`` with sorted keys."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=6))
+def test_content_digest_document_is_the_one_json_writes(data: dict) -> None:
+    assert canonical_bytes(data) == _old_canonical(data)
+
+
+def test_content_digest_document_is_the_one_json_writes_for_every_code_point() -> None:
+    # Escapes are where encoders differ: every code point, surrogates included, in a value and
+    # a key, beside the other scalar kinds a source line holds.
+    surrogates = range(0xD800, 0xE000)  # each alone: one in a run sends the run to ``json``
+    runs = [chr(cp) for cp in surrogates] + [
+        "".join(chr(cp) for cp in range(start, start + 256) if cp not in surrogates)
+        for start in range(0, 0x110000, 256)]
+    for text in runs:
+        data = {"sku": text, text: "k", "line": 2**63 - 1, "complete": True, "as_of": None}
+        assert canonical_bytes(data) == _old_canonical(data), hex(ord(text[0]))
+    wide = {"line": 2**64, "quantity": -(2**70)}
+    assert canonical_bytes(wide) == _old_canonical(wide)
