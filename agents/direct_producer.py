@@ -24,7 +24,6 @@ same work on its own threads for a few microseconds of the event loop's. Records
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Generator
@@ -32,6 +31,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
+
+from pipeline.infra.outbox import dispose
 
 log = logging.getLogger("tally.worker.producer")
 KAFKA_LOG = logging.getLogger("tally.worker.producer.kafka")  # librdkafka's own lines
@@ -191,7 +192,7 @@ class DirectProducer:
                 self._generation += 1
                 self._build()
                 PRODUCER_REBUILDS.inc()
-                self._disposing = loop.run_in_executor(None, _dispose, producer)
+                self._disposing = loop.run_in_executor(None, dispose, producer)
                 raise DeliveryFailed(f"{failed} records not delivered; first: {reason}")
             return bool(left == 0)
 
@@ -205,14 +206,5 @@ class DirectProducer:
             log.warning("producer closed with %s records not delivered (their offsets were not "
                         "committed: read again at the next start)", left)
         self._generation += 1  # the purged records' reports are not failures
-        await loop.run_in_executor(None, _dispose, producer)
+        await loop.run_in_executor(None, dispose, producer)
 
-
-def _dispose(producer: Producer) -> None:
-    """Drop what ``producer`` holds and close it (else librdkafka keeps reconnecting)."""
-    with contextlib.suppress(Exception):
-        producer.purge(in_queue=True, in_flight=True, blocking=False)
-    with contextlib.suppress(Exception):
-        producer.poll(0)
-    with contextlib.suppress(Exception):
-        producer.close()

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pipeline.infra.kafka_read import latest_by_key
+from pipeline.infra.outbox import Outbox
 from pipeline.messages import DeadLetter, ShopifyAck
 from pipeline.observability import health, logs
 from pipeline.observability import metrics as m
@@ -139,7 +140,7 @@ class Sink:
         self._superseded_seen = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._outbox: Outbox | None = None
         self._web: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.readiness = health.Readiness(SERVICE)
@@ -180,10 +181,11 @@ class Sink:
         self._watchdog.start()
         if s.web_port is not None:
             await self._start_web()
-        self._producer = Producer({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
-                                   "partitioner": "murmur2_random", "enable.idempotence": True,
-                                   "linger.ms": 5, "error_cb": self._error_cb(),
-                                   "reconnect.backoff.max.ms": 1000, "logger": KAFKA_LOG})
+        self._outbox = Outbox({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
+                               "partitioner": "murmur2_random", "enable.idempotence": True,
+                               "linger.ms": 5, "error_cb": self._error_cb(),
+                               "reconnect.backoff.max.ms": 1000, "logger": KAFKA_LOG},
+                              service=SERVICE)
         seeded = await self._read_acks_until_read()
         for key, raw in seeded.items():
             try:
@@ -257,8 +259,11 @@ class Sink:
                                        15)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_on_daemon_thread(consumer.close), 15)
-        if self._producer is not None:
-            await asyncio.to_thread(self._producer.flush, 10)
+        if self._outbox is not None:
+            left = await asyncio.to_thread(self._outbox.close, 10)
+            if left:
+                log.warning("stopped with %d records not confirmed by Kafka (their offsets were "
+                            "not committed: read again at the next start)", left)
         for w in self.workers.values():
             await w.client.close()
         if self._web is not None:
@@ -297,10 +302,10 @@ class Sink:
         """Forever, beside the read loop (never behind it): a cheap metadata request sets the
         ``kafka`` condition, and a read loop that has not come round for ``READ_STALL_S``
         sets ``read_loop`` failing."""
-        assert self._producer is not None
+        assert self._outbox is not None
         while not self._stopping:
             try:
-                md = await asyncio.to_thread(self._producer.list_topics,
+                md = await asyncio.to_thread(self._outbox.list_topics,
                                              self.topics.shopify_push, 2.0)
                 ok, detail = bool(md.brokers), "no broker in the metadata answer"
             except Exception as exc:  # KafkaException: timed out, transport
@@ -358,15 +363,15 @@ class Sink:
 
     async def _commit(self, force: bool = False,
                       blocking: Callable[..., Any] = asyncio.to_thread) -> None:
-        assert self._consumer is not None and self._producer is not None
+        assert self._consumer is not None and self._outbox is not None
         self._last_commit = self.clock()
         positions = self.offsets.uncommitted()
         if not positions:
             return
         # Acks and dead letters for every done record must be durable before its offset is.
-        remaining = await asyncio.to_thread(self._producer.flush, 10)
-        if remaining:
-            log.warning("producer not flushed; commit postponed")
+        if not await asyncio.to_thread(self._outbox.flush, 10):
+            log.warning("records not yet confirmed by Kafka; commit postponed",
+                        extra={"fields": {"unconfirmed": self._outbox.unconfirmed}})
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         if not force:
@@ -409,7 +414,7 @@ class Sink:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Runs inside consume() on a worker thread: compute positions on the event loop.
-        assert self._loop is not None and self._producer is not None
+        assert self._loop is not None and self._outbox is not None
         tps = [(p.topic, p.partition) for p in partitions]
 
         async def positions() -> dict[tuple[str, int], int]:
@@ -417,21 +422,15 @@ class Sink:
 
         try:
             pos = asyncio.run_coroutine_threadsafe(positions(), self._loop).result(10)
-            if pos and self._producer.flush(10) == 0:
+            if pos and self._outbox.flush(10):
                 consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in pos.items()],
                                 asynchronous=False)
         except Exception as exc:
             log.warning("commit on revoke failed: %s", exc)
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
-        assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+        assert self._outbox is not None
+        self._outbox.send(topic, key.encode(), value)
 
     def _dead_letter_raw(self, ref: SourceRef, raw: bytes, reason: str, detail: str,
                          extra: dict[str, Any] | None = None, correlation_id: str = "") -> None:

@@ -30,15 +30,17 @@ async def wait_status(http: aiohttp.ClientSession, url: str, status: int, timeou
                       ) -> float:
     """Poll ``url`` until it answers ``status``; returns the seconds it took."""
     started = time.monotonic()
+    last = "no answer"
     while time.monotonic() - started < timeout:
         try:
             async with http.get(url) as r:
                 if r.status == status:
                     return time.monotonic() - started
-        except (aiohttp.ClientError, TimeoutError):
-            pass
+                last = f"{r.status} {(await r.text())[:2000]}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            last = repr(exc)
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} not {status} after {timeout} s")
+    raise AssertionError(f"{url} not {status} after {timeout} s; last answer: {last}")
 
 
 @dataclass
