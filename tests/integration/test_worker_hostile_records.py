@@ -23,7 +23,7 @@ from pipeline.simulation.traffic import TrafficGenerator
 from tests.support.fixtures import event, write_locations
 from tests.support.kafka import consume_all
 from tests.support.oracle import Oracle
-from tests.support.worker import WorkerProcess, wait_for_oracle
+from tests.support.worker import WorkerProcess, metric, wait_for_oracle
 
 BRANCHES = ["WH-ONLINE", "STORE-ONLINE", "STORE-RETAIL-ONLY"]
 BROKER_LIMIT = 1_048_588  # Kafka's default message.max.bytes (the local broker keeps it)
@@ -157,22 +157,7 @@ def test_no_record_stops_a_partition(kafka_bootstrap: str, tmp_path: Path) -> No
         crashes = [line for line in worker.tail(5_000_000).splitlines()
                    if "Crashed reason=" in line and "CancelledError" not in line]
         assert crashes == []  # faust's log when an agent dies and is restarted
-        metrics = _metrics(worker.url)
-        assert metrics.get('tally_internal_errors_total{agent="ledger"}') == 1.0
-        assert metrics.get('tally_conflicting_duplicates_total{source="pos"}') == 1.0
+        assert metric(worker.url, 'tally_internal_errors_total{agent="ledger"}') == 1.0
+        assert metric(worker.url, 'tally_conflicting_duplicates_total{source="pos"}') == 1.0
     finally:
         worker.stop()
-
-
-def _metrics(url: str) -> dict[str, float]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
