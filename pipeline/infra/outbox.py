@@ -126,25 +126,41 @@ class Outbox:
                     self._first_error = f"{err.name()} ({err.str()})"
 
     def flush(self, timeout_s: float) -> bool:
-        """Block up to ``timeout_s`` (call it off the event loop) until every record sent so
-        far is confirmed; True when none is left. Sends the failed ones again, and replaces a
-        producer that has been stuck ``stuck_after_s``."""
-        self.producer.flush(timeout_s)
+        """Block up to ``timeout_s`` (call it off the event loop) until every record sent
+        before this call is confirmed; True when they are. Records sent meanwhile are not
+        waited for, so a busy service still commits. Sends the failed ones again, and replaces
+        a producer that has been stuck ``stuck_after_s``."""
+        upto = self._next
+        deadline = time.monotonic() + timeout_s
+        while not self._confirmed_before(upto):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Returns early once librdkafka's queue is empty; serves delivery reports.
+            self.producer.flush(min(left, 0.1))
+        # Once per flush, never in a loop: a record refused at once must not spin.
+        self._send_failed_again()
+        self._replace_if_stuck()
+        return self._confirmed_before(upto)
+
+    def _confirmed_before(self, upto: int) -> bool:
+        with self._lock:
+            return not self._records or next(iter(self._records)) >= upto
+
+    def _send_failed_again(self) -> None:
         with self._lock:
             failed = sorted(self._failed)
             self._failed.clear()
             first_error, self._first_error = self._first_error, None
-        if failed:
-            # One line per flush: a long outage can fail every record held.
-            log.warning("%d records not delivered (first: %s); they are sent again",
-                        len(failed), first_error)
-            self.resent += len(failed)
-            self._resent.inc(len(failed))
-            for seq in failed:
-                self._produce(seq)
-            self.producer.flush(timeout_s)
-        self._replace_if_stuck()
-        return not self._records
+        if not failed:
+            return
+        # One line per round: a long outage can fail every record held.
+        log.warning("%d records not delivered (first: %s); they are sent again", len(failed),
+                    first_error)
+        self.resent += len(failed)
+        self._resent.inc(len(failed))
+        for seq in failed:
+            self._produce(seq)
 
     def _replace_if_stuck(self) -> None:
         now = self.clock()

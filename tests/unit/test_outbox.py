@@ -22,14 +22,16 @@ class FakeMessage:
 
 class FakeProducer:
     """librdkafka's producer as the outbox uses it. ``mode``: "deliver" (flush confirms what it
-    holds), "trickle" (one record per flush), "fail" (flush reports a delivery timeout for
-    each), "stuck" (holds everything)."""
+    holds), "trickle" (confirms ``allowance`` records, then holds the rest), "fail" (flush
+    reports a delivery timeout for each), "stuck" (holds everything)."""
 
     def __init__(self, log: list[tuple[str, bytes | None, bytes]], mode: str = "deliver",
                  full_for: int = 0) -> None:
         self.log, self.mode, self.full_for = log, mode, full_for
         self.queue: list[tuple[str, bytes | None, bytes, Callable[..., None]]] = []
         self.purged = False
+        self.allowance = 1
+        self.during_flush: Callable[[], None] | None = None  # another thread sending meanwhile
 
     def produce(self, topic: str, value: bytes, key: bytes | None,
                 on_delivery: Callable[..., None]) -> None:
@@ -44,8 +46,20 @@ class FakeProducer:
     def flush(self, timeout: float) -> int:
         if self.mode == "stuck" and not self.purged:
             return len(self.queue)
+        if self.during_flush is not None:
+            held = self.queue
+            self.queue = []
+            self.during_flush()  # queued after this flush's records: held for the next
+            self.queue, pending = held, self.queue
+            self.flush_now()
+            self.queue = pending
+            return len(self.queue)
+        return self.flush_now()
+
+    def flush_now(self) -> int:
         if self.mode == "trickle" and not self.purged:
-            held, self.queue = self.queue[:1], self.queue[1:]
+            n, self.allowance = self.allowance, 0
+            held, self.queue = self.queue[:n], self.queue[n:]
         else:
             held, self.queue = self.queue, []
         for topic, key, value, report in held:
@@ -92,7 +106,7 @@ def test_confirmed_records_are_forgotten() -> None:
     box.send("acks", b"k1", b"v1")
     box.send("dlq", None, b"letter")
     assert box.unconfirmed == 2
-    assert box.flush(1.0)
+    assert box.flush(0.2)
     assert log == [("acks", b"k1", b"v1"), ("dlq", None, b"letter")]
     assert box.unconfirmed == 0 and box.resent == 0
 
@@ -100,10 +114,10 @@ def test_confirmed_records_are_forgotten() -> None:
 def test_a_record_librdkafka_gave_up_on_is_sent_again_and_flush_says_so_until_then() -> None:
     box, log, built = outbox(["fail"])
     box.send("acks", b"SKU-OUTAGE-LONGER-THAN-TIMEOUT", b"v1")
-    assert not box.flush(1.0)  # reported failed, sent again: still unconfirmed
+    assert not box.flush(0.2)  # reported failed, sent again: still unconfirmed
     assert box.unconfirmed == 1 and box.resent == 1 and log == []
     built[0].mode = "deliver"  # the broker is back
-    assert box.flush(1.0)
+    assert box.flush(0.2)
     assert log == [("acks", b"SKU-OUTAGE-LONGER-THAN-TIMEOUT", b"v1")]
 
 
@@ -113,12 +127,12 @@ def test_a_stuck_producer_is_replaced_and_its_records_arrive_in_order() -> None:
     for i in range(3):
         box.send("acks", f"SKU-WEDGED-{i}".encode(), b"v")
         clock.now += 1
-    assert not box.flush(1.0)
+    assert not box.flush(0.2)
     assert box.replacements == 0  # 3 s: not stuck yet
     clock.now += 30
-    assert not box.flush(1.0)  # replaced now; the new producer's records wait for a flush
+    assert not box.flush(0.2)  # replaced now; the new producer's records wait for a flush
     assert box.replacements == 1 and built[0].purged
-    assert box.flush(1.0)
+    assert box.flush(0.2)
     assert [key for _, key, _ in log] == [b"SKU-WEDGED-0", b"SKU-WEDGED-1", b"SKU-WEDGED-2"]
     assert box.resent == 3
 
@@ -128,7 +142,7 @@ def test_the_replaced_producers_late_reports_change_nothing() -> None:
     box, log, built = outbox(["stuck", "stuck"], clock)
     box.send("acks", b"SKU-LATE-REPORT", b"v")
     clock.now += 31
-    box.flush(1.0)
+    box.flush(0.2)
     assert box.replacements == 1
     built[0].flush(0)  # the old producer reports its purged record: ignored
     assert box.unconfirmed == 1 and log == []
@@ -142,21 +156,31 @@ def test_no_replacement_while_records_are_confirmed() -> None:
     for i in range(3):
         box.send("acks", f"SKU-OLD-BUT-MOVING-{i}".encode(), b"v")
     clock.now += 40
-    assert not box.flush(1.0)
+    assert not box.flush(0.2)
     assert box.replacements == 0 and len(log) == 1
     clock.now += 31  # nothing confirmed since: stuck after all
     box.producer.mode = "stuck"
-    box.flush(1.0)
+    box.flush(0.2)
     assert box.replacements == 1
 
 
 def test_a_full_queue_is_waited_out_never_dropped() -> None:
     box, log, _ = outbox(["deliver"], full_for=3)
     box.send("acks", b"SKU-QUEUE-FULL", b"v")
-    assert box.flush(1.0) and log == [("acks", b"SKU-QUEUE-FULL", b"v")]
+    assert box.flush(0.2) and log == [("acks", b"SKU-QUEUE-FULL", b"v")]
 
 
 def test_close_reports_what_was_left_unconfirmed() -> None:
     box, _, built = outbox(["stuck"])
     box.send("acks", b"SKU-LEFT-AT-STOP", b"v")
     assert box.close(0.1) == 1 and built[0].purged
+
+
+def test_flush_waits_for_the_records_sent_before_it_not_for_those_sent_meanwhile() -> None:
+    # A busy sink keeps sending while it flushes for a commit: the commit needs only the
+    # records of the offsets it commits.
+    box, log, built = outbox(["deliver"])
+    box.send("acks", b"SKU-BEFORE-THE-COMMIT", b"v")
+    built[0].during_flush = lambda: box.send("acks", b"SKU-DURING-THE-COMMIT", b"v")
+    assert box.flush(0.2)
+    assert log == [("acks", b"SKU-BEFORE-THE-COMMIT", b"v")] and box.unconfirmed == 1
