@@ -15,7 +15,8 @@ drift records) needs two things librdkafka does not give by itself:
   builds a fresh producer,
   sends every unconfirmed record to it in the order they were first sent, and disposes of the
   old one (its late reports are ignored). At most once per ``stuck_after_s``: during a long
-  outage that is a cheap rebuild now and then.
+  outage that is a cheap rebuild now and then. A producer that reports a fatal error is replaced
+  at the next flush.
 
 Records sent again can arrive twice (a record in flight when its producer was replaced): every
 record the sink writes is keyed and idempotent to read twice (the acks topic is compacted to
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 log = logging.getLogger("tally.kafka.outbox")
@@ -75,6 +76,7 @@ class Outbox:
         self._generation = 0
         self._progress = clock()  # the last confirmation, or the last producer built
         self._first_error: str | None = None  # of the failures since the last flush
+        self._fatal: str | None = None  # the producer hit a fatal error: replace it now
         self.replacements = 0  # producers replaced because they stopped delivering
         self.resent = 0  # records sent again after a failed delivery or a rebuild
         self.producer = factory(config)
@@ -108,6 +110,13 @@ class Outbox:
                     return
                 except BufferError:
                     pass
+                except KafkaException as exc:
+                    if not exc.args[0].fatal():
+                        raise  # the record's own fault (e.g. too large): the caller's to handle
+                    # A fatal producer takes nothing more: the record waits, unconfirmed, for
+                    # the producer that replaces it at the next flush.
+                    self._fatal = f"{exc.args[0].name()} ({exc.args[0].str()})"
+                    return
             producer.poll(0.1)  # the queue is full: serve reports (outside the lock) and retry
 
     def _delivered(self, generation: int, seq: int, err: KafkaError | None, _msg: Message
@@ -124,6 +133,8 @@ class Outbox:
                 self._failed.add(seq)
                 if self._first_error is None:
                     self._first_error = f"{err.name()} ({err.str()})"
+                if err.fatal():
+                    self._fatal = f"{err.name()} ({err.str()})"
 
     def flush(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` (call it off the event loop) until every record sent
@@ -134,7 +145,7 @@ class Outbox:
         deadline = time.monotonic() + timeout_s
         while not self._confirmed_before(upto):
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._failed:  # a failed record waits for this flush's re-send
                 break
             # Returns early once librdkafka's queue is empty; serves delivery reports.
             self.producer.flush(min(left, 0.1))
@@ -165,11 +176,13 @@ class Outbox:
     def _replace_if_stuck(self) -> None:
         now = self.clock()
         with self._lock:
-            if not self._records or now - self._progress < self.stuck_after_s:
-                return
-            oldest = next(iter(self._records.values())).sent_at
-            if now - oldest < self.stuck_after_s:
-                return
+            fatal, self._fatal = self._fatal, None
+            if not fatal:
+                if not self._records or now - self._progress < self.stuck_after_s:
+                    return
+                oldest = next(iter(self._records.values())).sent_at
+                if now - oldest < self.stuck_after_s:
+                    return
             old = self.producer
             self.producer = self.factory(self.config)
             self._generation += 1
@@ -177,9 +190,10 @@ class Outbox:
             self.replacements += 1
             pending = list(self._records)
             self._failed.clear()
-        log.warning("Kafka producer replaced: %d records unconfirmed, none confirmed for %.0f s; "
-                    "they are sent again through a new producer", len(pending),
-                    self.stuck_after_s)
+        why = (f"fatal error {fatal}" if fatal else
+               f"none confirmed for {self.stuck_after_s:.0f} s")
+        log.warning("Kafka producer replaced (%s); its %d unconfirmed records are sent again "
+                    "through a new producer", why, len(pending))
         self.resent += len(pending)
         self._resent.inc(len(pending))
         self._replaced.inc()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.infra.outbox import Outbox
 
@@ -35,6 +35,8 @@ class FakeProducer:
 
     def produce(self, topic: str, value: bytes, key: bytes | None,
                 on_delivery: Callable[..., None]) -> None:
+        if self.mode == "fatal":
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
         if self.full_for:
             self.full_for -= 1
             raise BufferError("queue full")
@@ -184,3 +186,12 @@ def test_flush_waits_for_the_records_sent_before_it_not_for_those_sent_meanwhile
     built[0].during_flush = lambda: box.send("acks", b"SKU-DURING-THE-COMMIT", b"v")
     assert box.flush(0.2)
     assert log == [("acks", b"SKU-BEFORE-THE-COMMIT", b"v")] and box.unconfirmed == 1
+
+
+def test_a_producer_with_a_fatal_error_is_replaced_at_the_next_flush() -> None:
+    box, log, built = outbox(["fatal", "deliver"])
+    box.send("acks", b"SKU-AFTER-A-FATAL-ERROR", b"v")  # refused: waits, unconfirmed
+    assert box.unconfirmed == 1
+    assert not box.flush(0.2)  # replaced at its end; the record went to the new producer
+    assert box.replacements == 1 and built[0].purged
+    assert box.flush(0.2) and log == [("acks", b"SKU-AFTER-A-FATAL-ERROR", b"v")]
