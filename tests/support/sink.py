@@ -71,8 +71,14 @@ def seed_acks(bootstrap: str, topic: str, rows: Iterable[tuple[tuple[str, str, s
     for (shop, item, loc), available in rows:
         state = KeyState(acked=available, acked_version=0, target=available, target_version=0)
         ack = ShopifyAck(shop, item, loc, available, 0, time.time())
-        p.produce(topic, key=push_key(shop, item, loc).encode(), value=ack_record(ack, state))
-    assert p.flush(30) == 0
+        key, value = push_key(shop, item, loc).encode(), ack_record(ack, state)
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:  # more rows than the queue holds (the 1M-line benchmark)
+                p.poll(0.1)
+    assert p.flush(60) == 0
 
 
 def shop_configs(sim: RunningSimulator, env_prefix: str = "TALLY_TEST_TOKEN") -> list[ShopConfig]:
