@@ -93,6 +93,13 @@ class ShopBudget:
         refilled = self.available_at_t0 + self.restore_rate * max(0.0, now - self.t0)
         return min(self.maximum, refilled) - sum(self.outstanding.values())
 
+    def fill(self, now: float) -> float:
+        """Modeled fraction of the bucket available now (1.0 while the limits are unknown)."""
+        if not self.known:
+            return 1.0
+        assert self.maximum is not None
+        return max(0.0, self.available(now)) / self.maximum
+
     def estimate_cost(self, items: int) -> float:
         """Upper bound of the requested cost of a call with ``items`` quantities."""
         if not self.observations:

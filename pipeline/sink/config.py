@@ -23,6 +23,11 @@ class SinkSettings(KafkaSettings, LoggingSettings):
         1.0, "bounded staleness: a changed key is flushed at the latest after this many seconds "
         "after the sink reads it (keeps end-to-end under the 2 s target)",
         env="TALLY_SINK_WINDOW_S", flag="--window")
+    quick_window_s: float = setting(
+        0.2, "the window while the shop's cost bucket is at least half full: spare budget buys "
+        "latency (a call every 0.2 s spends half the Standard plan's restore rate); a bucket "
+        "drained below half by a backlog or by other apps brings back the full window. 0 turns "
+        "it off", env="TALLY_SINK_QUICK_WINDOW_S", flag="--quick-window")
     hold_for_s: float = setting(
         30.0, "compare-and-set hold of a raise above Shopify's level before the ledger wins",
         env="TALLY_SINK_HOLD_S", flag="--hold")

@@ -130,7 +130,8 @@ class Sink:
             [shop.domain for shop in settings.shops],
             policy=CasPolicy(hold_for=settings.hold_for_s),
             flush=FlushPolicy(settings.window_s, settings.max_reads_per_call,
-                              settings.max_calls_in_flight))
+                              settings.max_calls_in_flight,
+                              quick_window_s=settings.quick_window_s or None))
         self.backoff = Backoff(base=settings.backoff_base_s, cap=settings.backoff_cap_s)
         self.workers: dict[str, ShopWorker] = {}
         self.stats = SinkStats()

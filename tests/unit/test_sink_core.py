@@ -255,6 +255,41 @@ def test_a_trickle_beside_a_call_waits_for_its_window_and_the_budget() -> None:
     assert isinstance(sent, Send) and len(sent.items) == 10
 
 
+def test_spare_budget_shortens_the_window_and_a_drained_bucket_restores_it() -> None:
+    """A trickle waits the quick window (0.2 s) while the bucket is at least half full, the
+    whole window (1 s) once a backlog or another app has drained it below half."""
+    c = SinkCore.for_shops([SHOP], policy=CasPolicy(hold_for=30.0), flush=FlushPolicy(
+        window_s=1.0, max_reads_per_call=50, max_calls_in_flight=4, quick_window_s=0.2))
+    budget = c.shops[SHOP].budget
+    budget.observe(None, CostReport(10.0, 10.0, 2000.0, 1990.0, 100.0), 25, 0.0)
+    for i in range(3):
+        item = f"TRICKLE-{i}"
+        c.seed(push(item, 1, 5).key, KeyState(acked=5, acked_version=1, target=5,
+                                               target_version=1))
+    feed(c, 0, push("TRICKLE-0", 2, 4), 0.0)
+    waiting = c.plan_round(SHOP, 0.05).action
+    assert isinstance(waiting, Idle) and abs(waiting.timeout - 0.15) < 1e-9
+    sent = c.plan_round(SHOP, 0.2).action
+    assert isinstance(sent, Send) and len(sent.items) == 1
+    # Beside that call a new dirty key waits the quick window too.
+    feed(c, 1, push("TRICKLE-1", 2, 3), 0.2)
+    assert isinstance(c.plan_round(SHOP, 0.4, busy=1).action, Send)
+    # Another app spent the bucket down to 900 of 2000: the whole window again.
+    budget.observe(None, CostReport(10.0, 10.0, 2000.0, 900.0, 100.0), 25, 0.4)
+    feed(c, 2, push("TRICKLE-2", 2, 2), 0.4)
+    assert c.plan_round(SHOP, 0.6).action == Idle(0.8)
+    assert c.plan_round(SHOP, 0.6, busy=1).action == Idle(0.8)
+    assert isinstance(c.plan_round(SHOP, 1.4).action, Send)
+
+
+def test_without_a_quick_window_the_window_holds_whatever_the_budget() -> None:
+    policy = FlushPolicy(window_s=1.0, max_reads_per_call=50)
+    full = SinkCore.for_shops([SHOP], policy=CasPolicy(hold_for=30.0), flush=policy)
+    assert policy.window(full.shops[SHOP].budget, 0.0) == 1.0
+    quick = FlushPolicy(window_s=0.1, max_reads_per_call=50, quick_window_s=0.2)
+    assert quick.window(full.shops[SHOP].budget, 0.0) == 0.1  # never longer than the window
+
+
 def test_no_more_calls_than_allowed_and_no_reads_beside_a_call() -> None:
     c = backlog_core(keys=600, calls=2)
     assert isinstance(c.plan_round(SHOP, 0.0, busy=0).action, Send)
