@@ -31,7 +31,7 @@ from typing import Any
 import faust
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.types import TP, Message
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from agents import faust_internals
 from agents.direct_producer import DeliveryFailed, DirectProducer
@@ -47,6 +47,12 @@ REWINDS = Counter(
     "Times the worker read its input again from the last commit because records it had "
     "produced since were not delivered.",
 )
+COMMIT_SECONDS = Histogram(
+    "tally_worker_commit_seconds",
+    "Time from taking the processed offsets to their commit: both producers flushed, then the "
+    "commit request.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SLOW_COMMIT_S = 5.0  # a commit slower than this is logged with the time of each step
 _NO_COMMIT = -1001  # librdkafka's OFFSET_INVALID: the group never committed this partition
 
 
@@ -219,35 +225,47 @@ class InOrderReader:
         offsets = self.progress.to_commit(tps)
         if not offsets:
             return
+        started = time.monotonic()
+        phases: dict[str, float] = {}
         try:
-            flushed = await asyncio.wait_for(self._flush(), timeout=FLUSH_TIMEOUT_S)
+            flushed = await asyncio.wait_for(self._flush(phases), timeout=FLUSH_TIMEOUT_S)
         except TimeoutError:
             flushed = False
         except DeliveryFailed as exc:
             await self.rewind(str(exc))
             return
         if not flushed:
-            log.warning("producer did not flush within %s s; offsets not committed this time",
-                        FLUSH_TIMEOUT_S)
+            log.warning("producer did not flush within %s s; offsets not committed this time "
+                        "(%s)", FLUSH_TIMEOUT_S, _split(phases))
             return
         if self._lost() != lost:  # a concurrent commit (revoke, timer) found records lost
             return
+        at = time.monotonic()
         if await faust_internals.commit(self.app.consumer, offsets):
             self.progress.committed(offsets)
+        phases["commit"] = time.monotonic() - at
+        took = time.monotonic() - started
+        COMMIT_SECONDS.observe(took)
+        if took > SLOW_COMMIT_S:
+            log.warning("commit took %.1f s (%s)", took, _split(phases))
 
     def _lost(self) -> int:
         """How many times the C-backed producer lost records so far."""
         return self.direct.rebuilds if self.direct is not None else 0
 
-    async def _flush(self) -> bool:
+    async def _flush(self, phases: dict[str, float]) -> bool:
         """Wait until everything sent so far (table changelog included) is in Kafka: the
         C-backed producer first, then faust's (quix-streams' order: sinks, then the producer).
         False if the C-backed one did not finish in time; ``DeliveryFailed`` if it lost a
-        record."""
+        record. ``phases``: seconds each step took, filled in as they end."""
+        at = time.monotonic()
         if self.direct is not None and not await self.direct.flush(FLUSH_TIMEOUT_S):
             return False
+        phases["direct"], at = time.monotonic() - at, time.monotonic()
         await faust_internals.producer_buffer_drained(self.app.producer)
+        phases["faust_buffer"], at = time.monotonic() - at, time.monotonic()
         await self.app.producer.flush()
+        phases["faust_flush"] = time.monotonic() - at
         return True
 
     async def rewind(self, reason: str) -> None:
@@ -311,6 +329,11 @@ class InOrderReader:
         with self._probe_lock:
             if self._probe is not None:
                 self._probe.close()
+
+
+def _split(phases: dict[str, float]) -> str:
+    split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items())
+    return split or "no step ended"
 
 
 Step = Callable[[Message, Any], Awaitable[None]]
