@@ -142,17 +142,20 @@ class Outbox:
         waited for, so a busy service still commits. Sends the failed ones again, and replaces
         a producer that has been stuck ``stuck_after_s``."""
         upto = self._next
-        deadline = time.monotonic() + timeout_s
-        while not self._confirmed_before(upto):
-            left = deadline - time.monotonic()
-            if left <= 0 or self._failed:  # a failed record waits for this flush's re-send
-                break
-            # Returns early once librdkafka's queue is empty; serves delivery reports.
-            self.producer.flush(min(left, 0.1))
+        self._wait_confirmed(upto, timeout_s)
         # Once per flush, never in a loop: a record refused at once must not spin.
         self._send_failed_again()
         self._replace_if_stuck()
         return self._confirmed_before(upto)
+
+    def _wait_confirmed(self, upto: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._confirmed_before(upto):
+            left = deadline - time.monotonic()
+            if left <= 0 or self._failed:  # a failed record waits for a flush's re-send
+                break
+            # Returns early once librdkafka's queue is empty; serves delivery reports.
+            self.producer.flush(min(left, 0.1))
 
     def _confirmed_before(self, upto: int) -> bool:
         with self._lock:
@@ -207,8 +210,9 @@ class Outbox:
 
     def close(self, timeout_s: float) -> int:
         """Deliver what it can within ``timeout_s``, then close; returns how many records were
-        left unconfirmed (their input was not committed: it is read again after a restart)."""
-        self.flush(timeout_s)
+        left unconfirmed (their input was not committed: it is read again after a restart).
+        Nothing is sent again and no producer replaced: what they would send is dropped now."""
+        self._wait_confirmed(self._next, timeout_s)
         left = self.unconfirmed
         with self._lock:
             self._generation += 1

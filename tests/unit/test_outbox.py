@@ -178,6 +178,17 @@ def test_close_reports_what_was_left_unconfirmed() -> None:
     assert box.close(0.1) == 1 and built[0].purged
 
 
+def test_close_neither_replaces_a_stuck_producer_nor_sends_again() -> None:
+    # What a new producer would send is dropped at once: the input is read again after the
+    # restart, so replacing the producer during close only costs a connection.
+    clock = Clock()
+    box, _, built = outbox(["stuck", "deliver"], clock)
+    box.send("acks", b"SKU-STUCK-AT-STOP", b"v")
+    clock.now += 60
+    assert box.close(0.1) == 1
+    assert len(built) == 1 and box.replacements == 0 and box.resent == 0
+
+
 def test_flush_waits_for_the_records_sent_before_it_not_for_those_sent_meanwhile() -> None:
     # A busy sink keeps sending while it flushes for a commit: the commit needs only the
     # records of the offsets it commits.
