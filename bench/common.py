@@ -391,6 +391,7 @@ class SinkProcess:
     shop_url: str
     token: str
     window_s: float | None = None
+    quick_window_s: float | None = None  # None: the sink's default; 0: off
     web_port: int = field(default_factory=free_port)
     group: str = field(default_factory=lambda: unique("bench-sink"))
     proc: subprocess.Popen[bytes] | None = None
@@ -405,6 +406,8 @@ class SinkProcess:
                "TALLY_SINK_GROUP": self.group, "TALLY_SINK_WEB_PORT": str(self.web_port)}
         if self.window_s is not None:
             env["TALLY_SINK_WINDOW_S"] = str(self.window_s)
+        if self.quick_window_s is not None:
+            env["TALLY_SINK_QUICK_WINDOW_S"] = str(self.quick_window_s)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.sink.service"], env=env, cwd=ROOT,
             stdout=(self.workdir / "sink.log").open("ab"), stderr=subprocess.STDOUT)
