@@ -27,8 +27,12 @@ TP = TypeVar("TP", bound=Hashable)
 PROBE_EVERY = 4
 MIN_SEEK_INTERVAL_S = 1.0
 # Records waiting in the partition but none processed for this long: read again from the
-# next offset (the consumer dropped them silently).
+# next offset (the consumer dropped them silently). Each further re-read at the same offset
+# waits twice as long, up to STALL_BACKOFF_MAX_S: under a large backlog a partition can go
+# unserved for longer while faust serves the others, and seeking it again every 5 s only
+# throws its fetched records away (a 1M-line snapshot re-read one offset four times in 17 s).
 STALL_AFTER_S = 5.0
+STALL_BACKOFF_MAX_S = 20.0  # a real loss (e.g. during a long outage) waits at most this
 
 
 class Action(Enum):
@@ -62,6 +66,7 @@ class PartitionProgress:
     seek_target: int | None = None
     seeks: int = 0  # seeks to ``seek_target`` so far
     last_seek_at: float = float("-inf")
+    stall_rereads: int = 0  # watchdog re-reads since the partition last moved
 
 
 class ReadProgress(Generic[TP]):
@@ -124,7 +129,7 @@ class ReadProgress(Generic[TP]):
         p = self.partitions[tp]
         passed = max(0, first_offset - p.next_offset)
         p.next_offset = max(p.next_offset, first_offset)
-        p.seek_target, p.seeks, p.progressed_at = None, 0, now
+        p.seek_target, p.seeks, p.progressed_at, p.stall_rereads = None, 0, now, 0
         return passed
 
     def done(self, tp: TP, offset: int, now: float) -> None:
@@ -134,6 +139,7 @@ class ReadProgress(Generic[TP]):
             return  # revoked while processing, or a stale call: the commit stays behind it
         p.next_offset = offset + 1
         p.progressed_at = now
+        p.stall_rereads = 0
 
     def stalled(self, tp: TP, end_offset: int, now: float) -> int | None:
         """The offset to seek to when records wait up to ``end_offset`` (the high watermark)
@@ -141,9 +147,11 @@ class ReadProgress(Generic[TP]):
         p = self.partitions.get(tp)
         if p is None or end_offset <= p.next_offset:
             return None
-        if now - max(p.progressed_at, p.last_seek_at) < self.stall_after_s:
+        wait = min(self.stall_after_s * 2 ** p.stall_rereads, STALL_BACKOFF_MAX_S)
+        if now - max(p.progressed_at, p.last_seek_at) < wait:
             return None
         p.last_seek_at = now
+        p.stall_rereads += 1
         return p.next_offset
 
     def to_commit(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:

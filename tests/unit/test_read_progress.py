@@ -96,6 +96,18 @@ def test_stalled_partition_is_read_again_once_records_wait_and_nothing_came() ->
     assert progress.stalled(TP, end_offset=30, now=7.0) is None  # just seeked
 
 
+def test_a_partition_still_stalled_after_a_reread_waits_twice_as_long_each_time() -> None:
+    # A starved partition under a backlog: each re-read throws its fetched records away.
+    progress = started(committed=20, now=0.0)
+    rereads = [t for t in range(0, 400) if progress.stalled(TP, 30, float(t)) is not None]
+    assert rereads[:6] == [5, 15, 35, 55, 75, 95]  # 5, 10, then 20 s apart
+    # It moved: the next stall is noticed after 5 s again.
+    assert progress.admit(TP, 20, 400.0).process
+    progress.done(TP, 20, 400.0)
+    assert progress.stalled(TP, 30, 404.0) is None
+    assert progress.stalled(TP, 30, 405.0) == 21
+
+
 def test_done_after_the_partition_was_revoked_changes_nothing() -> None:
     progress = started(committed=4)
     assert progress.admit(TP, 4, 0.0).process
