@@ -7,13 +7,16 @@ import dataclasses
 import hashlib
 import json
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.ledger.decode import SCHEMA_VERSION_DIR, load_schemas
 from pipeline.ledger.events import _FIELDS, SourceEvent, content_digest, parse_time
-from tests.unit.test_contracts import _json
+from pipeline.ledger.fastcheck import compile_schema
+from tests.unit.test_contracts import _json, _near_valid
 
 _REQUIRED = [f.name for f in dataclasses.fields(SourceEvent) if f.default is dataclasses.MISSING]
 _OPTIONAL = sorted(_FIELDS - set(_REQUIRED))
@@ -88,3 +91,39 @@ def test_from_dict_keeps_the_event_immutable_and_equal() -> None:
 @given(st.dictionaries(st.sampled_from([*_FIELDS, "meta", "x"]), _json, max_size=8))
 def test_content_digest_is_the_one_json_gives(data: dict[str, Any]) -> None:
     assert content_digest(data) == _reference_digest(data)
+
+
+def _plain_checks() -> dict[str, Any]:
+    """Every event schema compiled without fusing: one check per keyword."""
+    base = load_schemas().root
+    docs = [json.loads(p.read_text()) for p in [base / "envelope.schema.json",
+                                                *sorted((base / "events").glob("*.json"))]]
+    by_id = {doc["$id"]: doc for doc in docs}
+
+    def resolve(base_uri: str, ref: str) -> dict[str, Any]:
+        return by_id[urljoin(base_uri, ref)]
+
+    assert base.name == SCHEMA_VERSION_DIR
+    return {doc["$id"].rsplit("/", 1)[1].removesuffix(".schema.json"):
+            compile_schema(doc, resolve, fuse=False) for doc in docs[1:]}
+
+
+_PLAIN = _plain_checks()
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_near_valid(), st.sampled_from(sorted(_PLAIN)))
+def test_fused_schema_checks_answer_as_the_plain_ones(obj: dict[str, Any], other: str) -> None:
+    fast = load_schemas().fast
+    own = obj.get("type")
+    for event_type in {other, *([own] if isinstance(own, str) and own in fast else [])}:
+        assert fast[event_type](obj) == _PLAIN[event_type](obj), event_type
+        for value in (obj.get("sku"), obj.get("meta"), [obj], None):
+            assert fast[event_type](value) == _PLAIN[event_type](value)
+
+
+@pytest.mark.parametrize("size", [0, 32, 33])
+def test_fused_schema_checks_count_meta_members_as_the_plain_ones(size: int) -> None:
+    obj = json.loads((load_schemas().root / "examples" / "pos.sale.json").read_text())
+    obj["meta"] = {str(i): i for i in range(size)}
+    assert load_schemas().fast["pos.sale"](obj) == _PLAIN["pos.sale"](obj) == (size <= 32)
