@@ -13,9 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.ledger import codec
 from pipeline.ledger.decode import SCHEMA_VERSION_DIR, load_schemas
 from pipeline.ledger.events import _FIELDS, SourceEvent, content_digest, parse_time
 from pipeline.ledger.fastcheck import compile_schema
+from pipeline.ledger.movements import COMPONENTS
+from pipeline.ledger.position import Hold, LedgerPosition, Pending
 from tests.unit.test_contracts import _json, _near_valid
 
 _REQUIRED = [f.name for f in dataclasses.fields(SourceEvent) if f.default is dataclasses.MISSING]
@@ -127,3 +130,118 @@ def test_fused_schema_checks_count_meta_members_as_the_plain_ones(size: int) -> 
     obj = json.loads((load_schemas().root / "examples" / "pos.sale.json").read_text())
     obj["meta"] = {str(i): i for i in range(size)}
     assert load_schemas().fast["pos.sale"](obj) == _PLAIN["pos.sale"](obj) == (size <= 32)
+
+
+_floats = st.floats(allow_nan=False, allow_infinity=False, width=32)
+_small = st.integers(-(2**40), 2**40)
+_pending = st.builds(Pending, _floats, st.sampled_from(["on_hand", "pending_sales"]), _small)
+_holds = st.builds(Hold, st.sampled_from(["order", "reservation", "transit", "cod"]), _small,
+                   st.none() | _floats, _floats, st.none() | st.sampled_from(["prepaid", "cod"]))
+_names = st.text(max_size=6)
+_position_values: dict[str, st.SearchStrategy[Any]] = {
+    "sku": st.text(min_size=1, max_size=8), "branch": st.text(min_size=1, max_size=8),
+    **{name: _small for name in COMPONENTS}, "version": _small,
+    "safety_buffer_override": st.none() | _small,
+    "pending": st.tuples(_pending, _pending) | st.just(()), "on_hand_as_of": st.none() | _floats,
+    "snapshot_as_of": st.dictionaries(_names, _floats, max_size=3),
+    "last_applied": st.dictionaries(_names, _floats, max_size=3),
+    "marks": st.dictionaries(_names, st.integers(0, 2**63 - 1), max_size=5),
+    "last_published_ats": st.none() | _small, "unpublished_since": st.none() | _floats,
+    "unmapped_reported_at": st.none() | _floats,
+    "holds": st.dictionaries(_names, _holds, max_size=3),
+}
+_positions = st.builds(LedgerPosition, **_position_values)
+_changes = st.lists(st.sampled_from(sorted(_position_values)), unique=True, max_size=6).flatmap(
+    lambda names: st.fixed_dictionaries({n: _position_values[n] for n in names}))
+
+
+def _every_field(position: LedgerPosition) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(position, f.name)) for f in dataclasses.fields(position)]
+
+
+def _reference_position_dict(p: LedgerPosition) -> dict[str, Any]:
+    """``LedgerPosition.to_dict`` as it was."""
+    d: dict[str, Any] = {"f": 1, "sku": p.sku, "br": p.branch,
+                         "c": [getattr(p, name) for name in COMPONENTS], "v": p.version}
+    optional = {"sb": p.safety_buffer_override, "oa": p.on_hand_as_of,
+                "lp": p.last_published_ats, "us": p.unpublished_since,
+                "ur": p.unmapped_reported_at}
+    d.update((k, v) for k, v in optional.items() if v is not None)
+    if p.pending:
+        d["p"] = [[e.occurred_at, {"on_hand": "o", "pending_sales": "s"}[e.component], e.delta]
+                  for e in p.pending]
+    if p.snapshot_as_of:
+        d["sa"] = dict(p.snapshot_as_of)
+    if p.last_applied:
+        d["la"] = dict(p.last_applied)
+    if p.marks:
+        d["m"] = dict(p.marks)
+    if p.holds:
+        d["h"] = {k: list(h) for k, h in p.holds.items()}
+    return d
+
+
+@settings(max_examples=300, deadline=None)
+@given(_positions, _changes)
+def test_evolve_builds_what_replace_builds(position: LedgerPosition,
+                                           changes: dict[str, Any]) -> None:
+    before = _every_field(position)
+    new = position.evolve(**changes)
+    assert _every_field(new) == _every_field(dataclasses.replace(position, **changes))
+    assert _every_field(position) == before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.version = 0  # type: ignore[misc]
+
+
+def test_evolve_refuses_an_unknown_field_as_the_dataclass_does() -> None:
+    position = LedgerPosition("S", "B")
+    with pytest.raises(TypeError) as fast:
+        position.evolve(version=2, no_such_field=1)
+    with pytest.raises(TypeError) as plain:
+        LedgerPosition("S", "B", no_such_field=1)  # type: ignore[call-arg]
+    assert str(fast.value) == str(plain.value)
+
+
+def test_blank_position_is_the_default_one_with_its_own_mappings() -> None:
+    first, second = LedgerPosition.blank("S", "B"), LedgerPosition.blank("S", "B")
+    assert _every_field(first) == _every_field(LedgerPosition("S", "B"))
+    for name in ("snapshot_as_of", "last_applied", "marks", "holds"):
+        assert type(getattr(first, name)) is dict
+        assert getattr(first, name) is not getattr(second, name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_positions)
+def test_position_encodes_and_reads_as_before(position: LedgerPosition) -> None:
+    old_dict = _reference_position_dict(position)
+    assert position.to_dict() == old_dict
+    assert list(position.to_dict()) == list(old_dict)  # key order: the stored bytes
+    assert position.to_json() == codec.dumps(old_dict)
+    assert position.components() == {name: getattr(position, name) for name in COMPONENTS}
+    stored = json.loads(position.to_json())
+    assert _every_field(LedgerPosition.from_dict(stored)) == _every_field(
+        LedgerPosition._from_dict(stored))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_positions.map(_reference_position_dict), st.data())
+def test_position_from_odd_records_fails_or_reads_as_before(stored: dict[str, Any],
+                                                             data: st.DataObject) -> None:
+    stored = json.loads(json.dumps(stored))
+    action = data.draw(st.sampled_from(["drop", "shorter", "longer", "replace", "none"]))
+    if action == "drop":
+        del stored[data.draw(st.sampled_from(sorted(stored)))]
+    elif action == "shorter":  # records from before a counter was added
+        stored["c"] = stored["c"][:data.draw(st.integers(0, len(COMPONENTS) - 1))]
+    elif action == "longer":
+        stored["c"].append(1)
+    elif action == "replace":
+        stored[data.draw(st.sampled_from(sorted(stored)))] = data.draw(_json)
+
+    def outcome(read: Any) -> tuple[str, Any]:
+        try:
+            return "read", _every_field(read(stored))
+        except Exception as exc:  # the same error is part of the behaviour
+            return "raised", (type(exc), str(exc))
+
+    assert outcome(LedgerPosition.from_dict) == outcome(LedgerPosition._from_dict)
