@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Container
 from typing import Any
 from urllib.parse import urljoin
 
@@ -13,9 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.ledger import codec
+from pipeline.ledger import codec, decode
 from pipeline.ledger.decode import SCHEMA_VERSION_DIR, load_schemas
-from pipeline.ledger.events import _FIELDS, SourceEvent, content_digest, parse_time
+from pipeline.ledger.events import (
+    _FIELDS,
+    EVENT_TYPES,
+    MAX_QUANTITY,
+    Rejection,
+    SourceEvent,
+    content_digest,
+    parse_time,
+)
 from pipeline.ledger.fastcheck import compile_schema
 from pipeline.ledger.movements import COMPONENTS
 from pipeline.ledger.position import Hold, LedgerPosition, Pending
@@ -245,3 +254,102 @@ def test_position_from_odd_records_fails_or_reads_as_before(stored: dict[str, An
             return "raised", (type(exc), str(exc))
 
     assert outcome(LedgerPosition.from_dict) == outcome(LedgerPosition._from_dict)
+
+
+def _reference_decode(raw: bytes, system: str, known_locations: Container[str]) -> Any:
+    """``decode._decode`` as it was (with the plain schema checks and the old ``from_dict``)."""
+    schemas = load_schemas()
+    data = bytes(raw)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection("not_utf8", str(exc)[:300])
+    try:
+        obj = codec.loads_text(text, data, decode._DECODER)
+    except (ValueError, RecursionError) as exc:
+        return Rejection("malformed_json", str(exc)[:300])
+    if not isinstance(obj, dict):
+        return Rejection("not_an_object", f"top-level JSON {type(obj).__name__}, expected object")
+    event_type = obj.get("type")
+    if not isinstance(event_type, str):
+        return Rejection("schema_violation", "'type' is missing or not a string")
+    validator = schemas.validators.get(event_type)
+    if validator is None:
+        return Rejection("unknown_type", f"unknown event type {event_type[:80]!r}")
+    mark = decode._mark(obj)
+    source = obj.get("source")
+    if source != system or EVENT_TYPES.get(event_type, system) != system:
+        return Rejection(
+            "source_mismatch",
+            f"type {event_type!r} with source {str(source)[:20]!r} on the {system!r} topic",
+            event_type, mark)
+    for name in ("quantity", "delta"):
+        value = obj.get(name)
+        if type(value) is int and not -MAX_QUANTITY <= value <= MAX_QUANTITY:
+            return Rejection("quantity_out_of_range", f"{name}={value} outside ±{MAX_QUANTITY}",
+                             event_type, mark)
+    if type(obj.get("quantity")) is int and obj["quantity"] < 0:
+        return Rejection("quantity_out_of_range", "quantity is negative", event_type, mark)
+    for name, problem_of in decode._IDENTIFIERS:
+        value = obj.get(name)
+        if isinstance(value, str) and (problem := problem_of(value, name)):
+            return Rejection("invalid_identifier", problem[:300], event_type, mark)
+    if not _PLAIN[event_type](obj) and (detail := decode._explain(validator, obj)):
+        return Rejection("schema_violation", detail[:300], event_type, mark)
+    for name in ("line", "quantity", "delta", "voided_line", "damaged_quantity"):
+        if name in obj and type(obj[name]) is not int:
+            return Rejection("schema_violation", f"{name}: must be an integer", event_type, mark)
+    for name in ("sku", "location", "transaction_id", "voided_transaction_id", "reference"):
+        value = obj.get(name)
+        if isinstance(value, str) and value.endswith("\n"):
+            return Rejection("schema_violation", f"{name}: trailing newline", event_type, mark)
+    for name in ("location", "to_location"):
+        loc = obj.get(name)
+        if loc is not None and loc not in known_locations:
+            return Rejection("unknown_location", f"{name} {loc!r} is not a configured branch",
+                             event_type, mark)
+    if event_type == "erp.adjustment" and abs(obj["delta"]) != obj["quantity"]:
+        return Rejection("quantity_mismatch",
+                         f"quantity {obj['quantity']} != |delta| {abs(obj['delta'])}",
+                         event_type, mark)
+    try:
+        return _reference_from_dict(obj)
+    except (ValueError, OverflowError, OSError) as exc:
+        return Rejection("invalid_timestamp", str(exc)[:300], event_type, mark)
+
+
+_IDENTIFIER_EDGES = ["x\n", "x\r\n", "\n", "x \n", "A-1\n", "x\u2028", " x", "x\x85"]
+
+
+@st.composite
+def _near_valid_lines(draw: st.DrawFn) -> dict[str, Any]:
+    obj = draw(_near_valid())
+    if draw(st.booleans()):
+        name = draw(st.sampled_from([name for name, _ in decode._IDENTIFIERS]))
+        obj[name] = draw(st.sampled_from(_IDENTIFIER_EDGES))
+    return obj
+
+
+def _decoded(result: Any) -> Any:
+    return _every_field(result) if isinstance(result, SourceEvent) else result
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_near_valid_lines(), st.sampled_from(["erp", "wms", "pos", "3pl", "shopify"]))
+def test_decode_gives_what_it_gave(obj: dict[str, Any], system: str) -> None:
+    raw = json.dumps(obj).encode()
+    locations = {"AUS-WH", "BKN-RETAIL", "EU-3PL", "MAN-RETAIL"}
+    new = decode.decode_event(raw, source_topic_system=system, known_locations=locations)
+    assert _decoded(new) == _decoded(_reference_decode(raw, system, locations))
+
+
+@pytest.mark.parametrize("value", _IDENTIFIER_EDGES[:5])
+@pytest.mark.parametrize("name", ["sku", "location", "transaction_id", "voided_transaction_id",
+                                  "reference"])
+def test_an_identifier_ending_in_a_newline_is_refused_by_the_identifier_rule(
+        name: str, value: str) -> None:
+    obj = json.loads((load_schemas().root / "examples" / "pos.void.json").read_text())
+    obj[name] = value
+    result = decode.decode_event(json.dumps(obj).encode(), source_topic_system="pos",
+                                 known_locations={"BKN-RETAIL"})
+    assert isinstance(result, Rejection) and result.code == "invalid_identifier", result
