@@ -353,3 +353,20 @@ def test_an_identifier_ending_in_a_newline_is_refused_by_the_identifier_rule(
     result = decode.decode_event(json.dumps(obj).encode(), source_topic_system="pos",
                                  known_locations={"BKN-RETAIL"})
     assert isinstance(result, Rejection) and result.code == "invalid_identifier", result
+
+
+_wide_ints = st.integers() | st.sampled_from(
+    [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**19), 10**30])
+_flat = st.dictionaries(st.text(max_size=6), st.none() | st.booleans() | _wide_ints
+                        | st.text(max_size=24) | st.from_regex(r"[0-9]{17,22}", fullmatch=True)
+                        | st.floats(allow_nan=False, allow_infinity=False), max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_flat | st.lists(_flat, max_size=2) | st.dictionaries(st.text(max_size=3), _flat,
+                                                             max_size=2))
+def test_codec_reads_wide_integers_as_json_does(value: Any) -> None:
+    """Types too: an integer orjson widened to a float would still compare equal."""
+    raw = json.dumps(value).encode()
+    for read in (codec.loads(raw), codec.loads_text(raw.decode(), raw, decode._DECODER)):
+        assert repr(read) == repr(json.loads(raw))
