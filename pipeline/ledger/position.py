@@ -109,7 +109,7 @@ class LedgerPosition:
 
     def components(self) -> dict[str, int]:
         """The component counters, by name."""
-        return dict(zip(COMPONENTS, _get_components(self), strict=True))
+        return {name: getattr(self, name) for name in COMPONENTS}
 
     def to_dict(self) -> dict[str, Any]:
         return self._document(dict)
