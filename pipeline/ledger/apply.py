@@ -77,7 +77,7 @@ def apply(
     Raises ValueError only for a movement with an unknown ``op`` (a Tally bug, not bad input).
     """
     m = movement
-    pos = position if position is not None else LedgerPosition(m.sku, m.branch)
+    pos = position if position is not None else LedgerPosition.blank(m.sku, m.branch)
     marks = pos.marks
     if m.mark in marks:
         applied, offered = mark_digest(marks[m.mark]), digest_bits(m.digest)

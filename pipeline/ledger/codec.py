@@ -4,9 +4,11 @@ pushes, history) and the parse of source records.
 ``orjson`` (C, ~15x faster than ``json.dumps`` and ~5x faster than ``json.loads`` on these small
 records), with the standard library wherever the two could differ:
 
-* Reading: integers of 19 digits or more (orjson turns integers past 64 bits into floats; Python
-  keeps them exact) and anything orjson refuses (a lone surrogate escape, nesting past 1,024,
-  1e999) are parsed by ``json`` as before, so every document reads to the same Python values.
+* Reading: a document with integers of 19 digits or more (orjson turns integers past 64 bits
+  into floats; Python keeps them exact), unless orjson's parse is a flat object without floats
+  (then nothing was widened), and anything orjson refuses (a lone surrogate escape, nesting past
+  1,024, 1e999) are parsed by ``json`` as before, so every document reads to the same Python
+  values.
 * Writing: the same compact JSON document; non-ASCII text is written as UTF-8 instead of
   ``\\uXXXX`` escapes (both read back the same with either library, so records written before
   and after an upgrade read alike). What orjson cannot write (an integer past 64 bits, a
@@ -45,14 +47,20 @@ def dumps_sorted(obj: Any) -> bytes:
 _MISS = object()
 
 
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
 def _fast(data: bytes) -> Any:
     """orjson's parse of ``data`` when it is the one ``json`` gives, else ``_MISS``."""
-    if _LONG_NUMBER.search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return _MISS
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _MISS
+    # An integer orjson cannot hold comes back a float: an object of strings, integers,
+    # booleans and nulls (a source line) has none, and skips the scan of the text.
+    if type(value) is dict and _FLAT.issuperset(map(type, value.values())):
+        return value
+    return value if _LONG_NUMBER.search(data) is None else _MISS
 
 
 def loads(raw: bytes | bytearray | str) -> Any:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
+from itertools import repeat
+from operator import call
 from typing import Any
 
 import orjson
@@ -149,20 +153,54 @@ class SourceEvent:
         as_of = data.get("as_of")
         if data.get("expires_at") is not None:
             parse_time(data["expires_at"])  # reject a bad expiry here, not in the ledger
-        return cls(
-            **{k: data[k] for k in data if k in _FIELDS},
-            occurred_ts=parse_time(data["occurred_at"]),
-            as_of_ts=parse_time(as_of) if as_of is not None else None,
-            digest=content_digest(data),
-        )
+        occurred_ts = parse_time(data["occurred_at"])
+        as_of_ts = parse_time(as_of) if as_of is not None else None
+        digest = content_digest(data)
+        try:
+            return _build(data, occurred_ts, as_of_ts, digest)
+        except KeyError:  # a required field missing: the dataclass's own error
+            return cls(**{k: data[k] for k in data if k in _FIELDS}, occurred_ts=occurred_ts,
+                       as_of_ts=as_of_ts, digest=digest)
 
 
 _FIELDS = frozenset(SourceEvent.__dataclass_fields__) - {"occurred_ts", "as_of_ts", "digest"}
+_REQUIRED_FIELDS = tuple(f.name for f in fields(SourceEvent) if f.default is MISSING)
+if {*_REQUIRED_FIELDS, *_OPTIONAL} != _FIELDS:  # _build would leave a slot unset
+    raise RuntimeError("SourceEvent fields and _OPTIONAL disagree")
+
+
+def _setter(name: str) -> Callable[[SourceEvent, Any], None]:
+    setter: Callable[[SourceEvent, Any], None] = SourceEvent.__dict__[name].__set__
+    return setter
+
+
+# The slots' own setters: a frozen dataclass's __init__ goes through object.__setattr__ once per
+# field (~35 of them, ~60 % of from_dict); these skip its lookup and checks. Same instance.
+_SET_REQUIRED = tuple(_setter(name) for name in _REQUIRED_FIELDS)
+_SET_OPTIONAL = tuple(_setter(name) for name in _OPTIONAL)
+_SET_PARSED = tuple(_setter(name) for name in ("occurred_ts", "as_of_ts", "digest"))
+_new = object.__new__
+_consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
+
+
+def _build(data: dict[str, Any], occurred_ts: float, as_of_ts: float | None,
+           digest: str) -> SourceEvent:
+    """``SourceEvent(**fields of data, occurred_ts=..., as_of_ts=..., digest=...)``, faster.
+    Raises KeyError (not the dataclass's TypeError) when a required field is missing."""
+    event = _new(SourceEvent)
+    # map, not a for loop: the calls run in C (a third cheaper).
+    _consume(map(call, _SET_REQUIRED, repeat(event), map(data.__getitem__, _REQUIRED_FIELDS)))
+    _consume(map(call, _SET_OPTIONAL, repeat(event), map(data.get, _OPTIONAL)))
+    set_occurred, set_as_of, set_digest = _SET_PARSED
+    set_occurred(event, occurred_ts)
+    set_as_of(event, as_of_ts)
+    set_digest(event, digest)
+    return event
 
 
 # json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_SCALARS = (str, int, bool, type(None))
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def canonical_bytes(data: dict[str, Any]) -> bytes:
@@ -170,7 +208,7 @@ def canonical_bytes(data: dict[str, Any]) -> bytes:
     stored mark's digest was made from, so they must never change. orjson writes the same bytes
     for a flat object of strings, booleans, nulls and 64-bit integers (a test checks every code
     point and arbitrary such objects), several times faster; anything else goes to ``json``."""
-    if all(type(v) in _SCALARS for v in data.values()):
+    if _SCALARS.issuperset(map(type, data.values())):  # no generator per call
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a lone surrogate, an integer past 64 bits
@@ -181,7 +219,9 @@ def canonical_bytes(data: dict[str, Any]) -> bytes:
 def content_digest(data: dict[str, Any]) -> str:
     """A short digest of what a line says (``meta``, free-form tracing data, left out): a line
     sent again with the same source, transaction and line but another digest is a conflict."""
-    canonical = canonical_bytes({k: v for k, v in data.items() if k != "meta"})
+    if "meta" in data:
+        data = {k: v for k, v in data.items() if k != "meta"}
+    canonical = canonical_bytes(data)
     return hashlib.blake2b(canonical, digest_size=6).hexdigest()
 
 

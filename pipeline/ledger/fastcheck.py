@@ -52,23 +52,28 @@ _TYPES: dict[str, Check] = {
 
 
 def compile_schema(
-    schema: Mapping[str, Any], resolve: Callable[[str, str], Mapping[str, Any]], base_uri: str = ""
+    schema: Mapping[str, Any], resolve: Callable[[str, str], Mapping[str, Any]], base_uri: str = "",
+    *, fuse: bool = True,
 ) -> Check:
-    """Compile ``schema``; ``resolve(base_uri, ref)`` returns the referenced schema document."""
+    """Compile ``schema``; ``resolve(base_uri, ref)`` returns the referenced schema document.
+    ``fuse=False``: the plain composition of one check per keyword, the reference the fused
+    object checks (``_fused_object``) are tested against."""
     base = str(schema.get("$id", base_uri))
     unknown = set(schema) - _SUPPORTED
     if unknown:
         raise Unsupported(f"keywords {sorted(unknown)}")
+    if fuse and (fused := _fused_object(schema, resolve, base)) is not None:
+        return fused
     checks: list[Check] = []
     # Names evaluated by this schema and its allOf/$ref subschemas (for unevaluatedProperties).
     evaluated: set[str] = set(schema.get("properties", {}))
 
     def sub(s: Mapping[str, Any]) -> Check:
-        return compile_schema(s, resolve, base)
+        return compile_schema(s, resolve, base, fuse=fuse)
 
     if "$ref" in schema:
         target = resolve(base, schema["$ref"])
-        checks.append(compile_schema(target, resolve, str(target.get("$id", base))))
+        checks.append(compile_schema(target, resolve, str(target.get("$id", base)), fuse=fuse))
         evaluated |= set(target.get("properties", {}))
     for part in schema.get("allOf", ()):
         checks.append(sub(part))
@@ -139,6 +144,117 @@ def compile_schema(
         checks.append(lambda x, names=names: type(x) is not dict or names.issuperset(x))
 
     return _all_of(checks)
+
+
+_OBJECT_KEYS = _ANNOTATIONS | {"type", "required", "properties", "allOf", "$ref", "maxProperties"}
+
+
+def _object_nodes(schema: Mapping[str, Any], resolve: Callable[[str, str], Mapping[str, Any]],
+                  base: str, out: list[tuple[Mapping[str, Any], str]]) -> bool:
+    """Collect ``schema`` and its ``$ref`` and ``allOf`` subschemas, with the base URI each is
+    compiled against, into ``out``; False if one is not a plain object schema."""
+    if set(schema) - _OBJECT_KEYS or schema.get("type", "object") != "object":
+        return False
+    out.append((schema, base))
+    if "$ref" in schema:
+        target = resolve(base, schema["$ref"])
+        if not _object_nodes(target, resolve, str(target.get("$id", base)), out):
+            return False
+    return all(_object_nodes(part, resolve, str(part.get("$id", base)), out)
+               for part in schema.get("allOf", ()))
+
+
+def _fused_object(schema: Mapping[str, Any], resolve: Callable[[str, str], Mapping[str, Any]],
+                  base: str) -> Check | None:
+    """An object schema with its ``allOf`` and ``$ref`` parts as one predicate: one pass over
+    the object's members, one check per member (the event schemas' parts each walked the whole
+    object, a call per keyword). The same answers as the plain composition; None for a schema
+    this does not cover."""
+    top = {k: v for k, v in schema.items() if k != "unevaluatedProperties"}
+    nodes: list[tuple[Mapping[str, Any], str]] = []
+    if not _object_nodes(top, resolve, base, nodes):
+        return None
+    if not any(node.get("type") == "object" for node, _ in nodes):
+        return None
+    closed = "unevaluatedProperties" in schema
+    if closed and schema["unevaluatedProperties"] is not False:
+        return None  # the plain path raises Unsupported
+    # What the plain path counts as evaluated: this schema's, its $ref's and its allOf parts'
+    # (with their $refs') properties.
+    evaluated = set(schema.get("properties", {}))
+    if "$ref" in schema:
+        evaluated |= set(resolve(base, schema["$ref"]).get("properties", {}))
+    for part in schema.get("allOf", ()):
+        if "$ref" in part:
+            evaluated |= set(resolve(base, part["$ref"]).get("properties", {}))
+        evaluated |= set(part.get("properties", {}))
+    required: frozenset[str] = frozenset().union(*(n.get("required", ()) for n, _ in nodes))
+    limits = [n["maxProperties"] for n, _ in nodes if "maxProperties" in n]
+    max_properties = min(limits) if limits else None
+    subschemas: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
+    for node, node_base in nodes:
+        for name, sub in node.get("properties", {}).items():
+            subschemas.setdefault(name, []).append((sub, node_base))
+    members: dict[str, Check] = {}
+    for name, subs in subschemas.items():
+        if closed and name not in evaluated:
+            members[name] = _never
+        else:
+            members[name] = _member([(s, compile_schema(s, resolve, b)) for s, b in subs])
+    if closed:
+        for name in evaluated - members.keys():
+            members[name] = _always
+    get = members.get
+    if not closed and not members:
+        def check_bare_object(x: Any) -> bool:
+            return type(x) is dict and x.keys() >= required and (
+                max_properties is None or len(x) <= max_properties)
+
+        return check_bare_object
+
+    def check_object(x: Any) -> bool:
+        if type(x) is not dict or not x.keys() >= required or (
+                max_properties is not None and len(x) > max_properties):
+            return False
+        for name, value in x.items():
+            check = get(name)
+            if check is None:
+                if closed:
+                    return False
+            elif not check(value):
+                return False
+        return True
+
+    return check_object
+
+
+def _always(x: Any) -> bool:
+    return True
+
+
+def _never(x: Any) -> bool:
+    return False
+
+
+def _member(checks: list[tuple[Mapping[str, Any], Check]]) -> Check:
+    """Every check of one member. When one schema admits only listed strings (``const``, a
+    string ``enum``), the conjunction is membership in the strings all the checks admit: the
+    checks are pure, so a string equal to an admitted one passes them all."""
+    for schema, _ in checks:
+        if isinstance(schema.get("const"), str):
+            candidates = {schema["const"]}
+        elif "enum" in schema and all(isinstance(v, str) for v in schema["enum"]):
+            candidates = set(schema["enum"])
+        else:
+            continue
+        admitted = frozenset(v for v in candidates if all(check(v) for _, check in checks))
+        if not admitted:
+            return _never
+        if len(admitted) == 1:
+            (only,) = admitted
+            return lambda x, only=only: type(x) is str and x == only
+        return lambda x, admitted=admitted: type(x) is str and x in admitted
+    return _all_of([check for _, check in checks])
 
 
 def _leaf(schema: Mapping[str, Any]) -> Check | None:

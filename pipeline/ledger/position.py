@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from itertools import repeat
+from operator import attrgetter, call
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -109,38 +112,72 @@ class LedgerPosition:
         return {name: getattr(self, name) for name in COMPONENTS}
 
     def to_dict(self) -> dict[str, Any]:
+        return self._document(dict)
+
+    def _document(self, as_dict: Callable[[Mapping[str, Any]], dict[str, Any]]
+                  ) -> dict[str, Any]:
+        """The stored form; ``as_dict`` makes each mapping field a dict."""
         d: dict[str, Any] = {
             "f": FORMAT_VERSION,
             "sku": self.sku,
             "br": self.branch,
-            "c": [getattr(self, name) for name in COMPONENTS],
+            "c": list(_get_components(self)),
             "v": self.version,
         }
-        optional = {
-            "sb": self.safety_buffer_override,
-            "oa": self.on_hand_as_of,
-            "lp": self.last_published_ats,
-            "us": self.unpublished_since,
-            "ur": self.unmapped_reported_at,
-        }
-        d.update((k, v) for k, v in optional.items() if v is not None)
+        if self.safety_buffer_override is not None:
+            d["sb"] = self.safety_buffer_override
+        if self.on_hand_as_of is not None:
+            d["oa"] = self.on_hand_as_of
+        if self.last_published_ats is not None:
+            d["lp"] = self.last_published_ats
+        if self.unpublished_since is not None:
+            d["us"] = self.unpublished_since
+        if self.unmapped_reported_at is not None:
+            d["ur"] = self.unmapped_reported_at
         if self.pending:
             d["p"] = [[p.occurred_at, _CODE[p.component], p.delta] for p in self.pending]
         if self.snapshot_as_of:
-            d["sa"] = dict(self.snapshot_as_of)
+            d["sa"] = as_dict(self.snapshot_as_of)
         if self.last_applied:
-            d["la"] = dict(self.last_applied)
+            d["la"] = as_dict(self.last_applied)
         if self.marks:
-            d["m"] = dict(self.marks)
+            d["m"] = as_dict(self.marks)
         if self.holds:
             d["h"] = {k: list(h) for k, h in self.holds.items()}
         return d
 
     def to_json(self) -> bytes:
-        return codec.dumps(self.to_dict())
+        # The encoder only reads the mappings: no copy of a dict (marks run to thousands).
+        return codec.dumps(self._document(_dict_or_copy))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LedgerPosition:
+        if d.get("f") != FORMAT_VERSION:
+            raise ValueError(f"unsupported ledger position format {d.get('f')!r}")
+        components = d["c"]
+        if type(components) is not list or len(components) != len(COMPONENTS):
+            return cls._from_dict(d)  # fewer counters (an older record) or a bad one
+        # In field order, so a bad record fails where the keyword call below failed.
+        return _make((
+            d["sku"],
+            d["br"],
+            *components,
+            d.get("sb"),
+            tuple(Pending(t, _COMPONENT_OF[c], q) for t, c, q in d.get("p", ())),
+            d.get("oa"),
+            d.get("sa", {}),
+            d.get("la", {}),
+            d["v"],
+            d.get("m", {}),
+            d.get("lp"),
+            d.get("us"),
+            d.get("ur"),
+            {k: Hold(*h) for k, h in d.get("h", {}).items()},
+        ))
+
+    @classmethod
+    def _from_dict(cls, d: Mapping[str, Any]) -> LedgerPosition:
+        """``from_dict`` through the dataclass's ``__init__``: for any record (the reference)."""
         if d.get("f") != FORMAT_VERSION:
             raise ValueError(f"unsupported ledger position format {d.get('f')!r}")
         return cls(  # type: ignore[misc]  # mypy: ``*d["c"]`` might fill the keywords below
@@ -164,11 +201,55 @@ class LedgerPosition:
     def from_json(cls, raw: bytes | str) -> LedgerPosition:
         return cls.from_dict(codec.loads(raw))
 
+    @classmethod
+    def blank(cls, sku: str, branch: str) -> LedgerPosition:
+        """``LedgerPosition(sku, branch)``, faster (the ledger makes one per new key)."""
+        new = _make(_get_fields(_BLANK))
+        _set_sku(new, sku)
+        _set_branch(new, branch)
+        for set_field, factory in _SET_FACTORY_DEFAULTS:
+            set_field(new, factory())
+        return new
+
     def evolve(self, **changes: Any) -> LedgerPosition:
         """``dataclasses.replace(self, **changes)``, without its per-call introspection (the
         ledger makes one or two per movement)."""
-        return LedgerPosition(*[changes.pop(name) if name in changes else getattr(self, name)
-                                for name in _FIELDS], **changes)
+        if not _FIELD_SET.issuperset(changes):  # the dataclass's own TypeError
+            return LedgerPosition(*[changes.pop(name) if name in changes
+                                    else getattr(self, name) for name in _FIELDS], **changes)
+        new = _make(_get_fields(self))
+        for name, value in changes.items():
+            _SETTER_OF[name](new, value)
+        return new
+
+
+def _dict_or_copy(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return mapping if type(mapping) is dict else dict(mapping)
 
 
 _FIELDS = tuple(f.name for f in fields(LedgerPosition))
+if _FIELDS[2:2 + len(COMPONENTS)] != COMPONENTS:  # the stored "c" fills these in this order
+    raise RuntimeError("LedgerPosition's counters are not in COMPONENTS order")
+_FIELD_SET = frozenset(_FIELDS)
+_get_fields = attrgetter(*_FIELDS)
+_get_components = attrgetter(*COMPONENTS)
+# The slots' own setters: the frozen dataclass's __init__ calls object.__setattr__ per field
+# (22 of them), most of what building a position cost.
+_SETTERS: tuple[Callable[[LedgerPosition, Any], None], ...] = tuple(
+    LedgerPosition.__dict__[name].__set__ for name in _FIELDS)
+_SETTER_OF = dict(zip(_FIELDS, _SETTERS, strict=True))
+_set_sku, _set_branch = _SETTER_OF["sku"], _SETTER_OF["branch"]
+_SET_FACTORY_DEFAULTS = tuple((_SETTER_OF[f.name], f.default_factory)
+                              for f in fields(LedgerPosition) if f.default_factory is not MISSING)
+_BLANK = LedgerPosition("", "")
+_new = object.__new__
+
+
+_consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
+
+
+def _make(values: Iterable[Any]) -> LedgerPosition:
+    """A position from every field's value, in field order (no defaults)."""
+    position = _new(LedgerPosition)
+    _consume(map(call, _SETTERS, repeat(position), values))  # a third cheaper than a for loop
+    return position
