@@ -14,7 +14,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import faust_internals
-from pipeline.observability import health, logs
+from pipeline.observability import health, heap, logs
 from pipeline.observability import metrics as m
 
 if TYPE_CHECKING:
@@ -113,10 +113,16 @@ def register(w: Worker) -> None:
         if w.emitter.direct is not None:
             await w.emitter.direct.close()
 
+    settled = False
+
     @app.timer(interval=1.0)
     async def watch_reading() -> None:
+        nonlocal settled
         if not app.rebalancing and catalog.ready.is_set():  # agents hold records until ready
             await reader.watch()
+            if not settled and faust_internals.tables_recovered(app):
+                settled = True  # the catalog and faust's own state loaded: out of GC's way
+                heap.settle("worker")
         report_readiness(w)
 
     @app.task

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from agents.bootstrap import build_app
 from agents.settings import WorkerSettings
 from pipeline.infra.kafka_topics import COMPACTED, create_missing, ensure_topics
-from pipeline.observability import logs
+from pipeline.observability import heap, logs
 from pipeline.settings import add_flags, load
 
 __all__ = ["build_app", "main"]
@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = add_flags(parser, WorkerSettings).parse_args(list(argv or []))
     settings = load(WorkerSettings, flags=args)
     logs.configure("worker")
+    heap.watch_pauses()
     ensure_topics(settings.bootstrap, settings.topics, settings.partitions,
                   settings.replication_factor)
     app = build_app(settings)

@@ -13,6 +13,7 @@ import json
 import signal
 from pathlib import Path
 
+from pipeline.observability import heap
 from pipeline.shopify_sim import SimConfig, run_simulator
 
 
@@ -33,6 +34,7 @@ async def serve(args: argparse.Namespace) -> None:
         tmp = Path(args.info + ".tmp")
         tmp.write_text(json.dumps(info))
         tmp.rename(args.info)
+        heap.settle("shopify-sim")  # as the simulator's own CLI does
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.observability import heap
 from pipeline.settings import add_flags, load, setting
 from pipeline.shopify_sim.bucket import PLANS
 from pipeline.shopify_sim.config import FaultConfig, SimConfig
@@ -119,6 +120,7 @@ async def _serve(config: SimConfig, host: str, port: int, credentials: str | Non
             print(f"shop {domain}: {sim.shop_url(domain)}/admin/api/<version>/graphql.json",
                   flush=True)
         print(f"control API: {sim.base_url}/_sim/stats", flush=True)
+        heap.settle("shopify-sim")  # its shops and Shopify's schema, out of GC's way
         await asyncio.Event().wait()
 
 

@@ -38,7 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pipeline.infra.kafka_read import latest_by_key
 from pipeline.infra.outbox import Outbox
 from pipeline.messages import DeadLetter, ShopifyAck
-from pipeline.observability import health, logs
+from pipeline.observability import health, heap, logs
 from pipeline.observability import metrics as m
 from pipeline.settings import add_flags, load
 from pipeline.shopify.backoff import Backoff
@@ -777,6 +777,7 @@ async def _serve(settings: SinkSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with run_sink(settings):
+        heap.settle(SERVICE)  # the acks seeded, every key's state loaded
         await stop.wait()
 
 
@@ -788,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             secrets.append(shop.token())
     logs.configure(SERVICE, level=settings.log_level, secrets=secrets)
+    heap.watch_pauses()
     if not settings.shops:
         log.error("no shops configured (TALLY_SHOPS_FILE or --shops-file)")
         return 2

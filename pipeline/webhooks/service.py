@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from pipeline.ledger.locations import load_locations
 from pipeline.messages import DeadLetter
-from pipeline.observability import health, logs
+from pipeline.observability import health, heap, logs
 from pipeline.observability import metrics as m
 from pipeline.settings import add_flags, load
 from pipeline.webhooks.catalog import CatalogFeed, SkuIndex
@@ -301,6 +301,7 @@ async def run_webhooks(settings: WebhookSettings) -> AsyncIterator[str]:
 async def _serve(settings: WebhookSettings) -> None:
     async with run_webhooks(settings) as url:
         log.info("webhook intake listening on %s/webhooks", url)
+        heap.settle("webhooks")
         await asyncio.Event().wait()
 
 
@@ -311,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load(WebhookSettings, flags=args)
     logs.configure("webhooks", level=settings.log_level,
                    secrets=[s.secret() for s in settings.shops])
+    heap.watch_pauses()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings))
     return 0
