@@ -29,7 +29,7 @@ def test_other_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_other_worker_module_reaches_into_faust_or_aiokafka() -> None:
     """The private attributes used here appear nowhere else in ``agents/``."""
     private = ("._read_offset", "._thread", "._create_worker_consumer", "._isolation_level",
-               "._commit(", "._client", ".send_soon(", ".suspend_flow", ".recovery.")
+               "._commit(", "._client", ".send_soon(", ".suspend_flow", ".recovery.", "._producer")
     for path in (ROOT / "agents").glob("*.py"):
         if path.name == "faust_internals.py":
             continue
