@@ -5,7 +5,8 @@ faust's pure-Python producer costs ~0.2-0.28 ms of worker CPU per record; librdk
 same work on its own threads for a few microseconds of the event loop's. Records an agent reads
 (movements, kit components) and the tables' changelogs stay on faust's producer.
 
-* **Partitions.** ``murmur2_random``: the partition aiokafka, faust and Java give a key.
+* **Configuration.** ``pipeline.infra.kafka_write``: the partition aiokafka, faust and Java
+  give a key; idempotent.
 * **Hot path.** ``send`` enqueues the record and returns an awaitable that is already done (no
   coroutine or future per record). librdkafka reports only failed deliveries
   (``delivery.report.only.error``), served by the ``poll(0)`` after each send and by ``flush``.
@@ -32,6 +33,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
+from pipeline.infra.kafka_write import producer_config
 from pipeline.infra.outbox import dispose
 
 log = logging.getLogger("tally.worker.producer")
@@ -74,15 +76,10 @@ DONE: Awaitable[None] = _Done()
 def config(bootstrap: str, *, client_id: str, linger_ms: int,
            delivery_timeout_s: float) -> dict[str, Any]:
     """The producer's librdkafka configuration (without callbacks)."""
-    return {
-        "bootstrap.servers": bootstrap, "client.id": client_id,
-        "partitioner": "murmur2_random",  # agrees with aiokafka/faust on a key's partition
-        "enable.idempotence": True,  # acks=all, no duplicates or reordering from retries
-        "linger.ms": linger_ms,
+    return producer_config(bootstrap, client_id=client_id, linger_ms=linger_ms, extra={
         "delivery.report.only.error": True,  # no Python callback per delivered record
         "message.timeout.ms": max(1000, int(delivery_timeout_s * 1000)),
-        "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000,
-    }
+    })
 
 
 class DirectProducer:

@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pipeline.infra.kafka_write import new_producer
 from pipeline.infra.local_kafka import LocalKafka
 from pipeline.simulation.traffic import TrafficGenerator
 from pipeline.topics import Topics
@@ -136,9 +137,7 @@ def traffic(skus: int, seed: int = 7, start: float | None = None, step: float = 
 
 
 def producer(bootstrap: str, **extra: Any) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                     "linger.ms": 5, "enable.idempotence": True,
-                     "queue.buffering.max.messages": 1_000_000, **extra})
+    return new_producer(bootstrap, extra={"queue.buffering.max.messages": 1_000_000, **extra})
 
 
 def produce(p: Producer, topic: str, key: bytes | None, value: bytes) -> None:

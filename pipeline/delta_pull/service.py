@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import Producer
-
 from pipeline.delta_pull.config import DeltaPullSettings
 from pipeline.delta_pull.core import Window, advance, next_window
+from pipeline.infra.kafka_write import new_producer
 from pipeline.observability import health
 from pipeline.settings import add_flags, load
 from pipeline.topics import Topics
@@ -133,9 +132,7 @@ def publish_events(bootstrap: str, topics: Topics, events: Iterable[dict[str, An
                    on_record: Callable[[int], None] | None = None) -> int:
     """Produce events to their source topics and wait for every acknowledgment."""
     by_system = topics.sources()
-    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                  "enable.idempotence": True, "linger.ms": 10, "message.timeout.ms": 60000,
-                  "logger": log})
+    p = new_producer(bootstrap, linger_ms=10, extra={"message.timeout.ms": 60000, "logger": log})
     failures: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:

@@ -20,6 +20,7 @@ from pipeline.demo.services import Service, free_port, http_json, http_text, met
 from pipeline.demo.world import DemoWorld
 from pipeline.infra.kafka_read import read_to_end
 from pipeline.infra.kafka_topics import ensure_topics
+from pipeline.infra.kafka_write import new_producer
 from pipeline.infra.local_kafka import KafkaStartError, LocalKafka, LocalKafkaSettings
 from pipeline.ledger.apply import ApplyContext, apply
 from pipeline.ledger.ats import available_to_sell
@@ -204,8 +205,7 @@ class Demo:
         producer.flush(60)
 
     def _producer(self) -> Producer:
-        return Producer({"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random",
-                         "linger.ms": 10, "enable.idempotence": True})
+        return new_producer(self.bootstrap, linger_ms=10)
 
     # -- run ------------------------------------------------------------------------------------
 

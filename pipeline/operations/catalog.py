@@ -7,8 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from confluent_kafka import Producer
-
+from pipeline.infra.kafka_write import new_producer
 from pipeline.ledger.catalog import CatalogEntry, parse_catalog_lines
 from pipeline.operations.config import OperatorSettings
 from pipeline.settings import add_flags, load
@@ -23,8 +22,7 @@ def catalog_record(entry: CatalogEntry) -> tuple[bytes, bytes]:
 
 
 def publish_entries(bootstrap: str, topic: str, entries: Sequence[CatalogEntry]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "enable.idempotence": True, "linger.ms": 20})
+    producer = new_producer(bootstrap, linger_ms=20)
     failures: list[str] = []
 
     def on_delivery(err: object, msg: object) -> None:

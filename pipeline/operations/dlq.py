@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.infra.kafka_read import Record, fetch_record, read_records
+from pipeline.infra.kafka_write import new_producer
 from pipeline.ledger.events import reason_table
 from pipeline.messages import DeadLetter
 from pipeline.settings import add_flags, load
@@ -99,11 +100,7 @@ def replay(letters: Sequence[Letter], bootstrap: str, dlq_topic: str,
     """Send each letter's original to its source topic. Letters from topics outside
     ``allowed_topics`` (Tally's own, e.g. pushes) and originals no longer retained are
     counted, not sent."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "enable.idempotence": True, "linger.ms": 5,
-                         "message.max.bytes": 1_048_588})
+    producer = new_producer(bootstrap, extra={"message.max.bytes": 1_048_588})
     counts: Counter[str] = Counter()
     failed: list[str] = []
 

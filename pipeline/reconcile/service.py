@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 
 from pipeline.infra.kafka_read import latest_by_key
 from pipeline.infra.kafka_topics import create_missing
+from pipeline.infra.kafka_write import new_producer
 from pipeline.ledger.catalog import Catalog, CatalogEntry
 from pipeline.ledger.locations import Locations, load_locations
 from pipeline.ledger.position import LedgerPosition
@@ -128,8 +129,7 @@ def report_history(directory: Path, shop: str) -> list[dict[str, Any]]:
 
 
 def _producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                     "enable.idempotence": True, "linger.ms": 10})
+    return new_producer(bootstrap, linger_ms=10)
 
 
 def publish(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:

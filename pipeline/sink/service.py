@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pipeline.infra.kafka_read import latest_by_key
+from pipeline.infra.kafka_write import producer_config
 from pipeline.infra.outbox import Outbox
 from pipeline.messages import DeadLetter, ShopifyAck
 from pipeline.observability import health, heap, logs
@@ -182,11 +183,9 @@ class Sink:
         self._watchdog.start()
         if s.web_port is not None:
             await self._start_web()
-        self._outbox = Outbox({"bootstrap.servers": s.bootstrap, "client.id": s.client_id,
-                               "partitioner": "murmur2_random", "enable.idempotence": True,
-                               "linger.ms": 5, "error_cb": self._error_cb(),
-                               "reconnect.backoff.max.ms": 1000, "logger": KAFKA_LOG},
-                              service=SERVICE)
+        self._outbox = Outbox(producer_config(
+            s.bootstrap, client_id=s.client_id,
+            extra={"error_cb": self._error_cb(), "logger": KAFKA_LOG}), service=SERVICE)
         seeded = await self._read_acks_until_read()
         for key, raw in seeded.items():
             try:

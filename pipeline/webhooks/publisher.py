@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from pipeline.infra.kafka_write import producer_config
 from pipeline.observability.health import KAFKA_GRACE_S, Readiness, kafka_error_callback
 
 log = logging.getLogger("tally.webhooks")
@@ -101,17 +102,13 @@ class KafkaPublisher:
                 loop.call_soon_threadsafe(handle)
 
         ms = int(self.timeout_s * 1000)
-        return {
-            "bootstrap.servers": self.bootstrap, "client.id": self.client_id,
-            "acks": "all", "enable.idempotence": True, "linger.ms": 1,
-            "partitioner": "murmur2_random",  # agrees with aiokafka/faust on a key's partition
+        return producer_config(self.bootstrap, client_id=self.client_id, linger_ms=1, extra={
             # librdkafka gives up on a message at the same deadline as the HTTP answer, so
             # nothing of a webhook answered 503 is delivered later by this producer.
             "message.timeout.ms": max(ms, 1000), "request.timeout.ms": max(ms, 1000),
             "socket.connection.setup.timeout.ms": max(ms, 1000),
-            "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000,
             "error_cb": error_cb, "logger": KAFKA_LOG,
-        }
+        })
 
     def _mark_dirty(self, reason: str) -> None:
         if self._dirty is None:

@@ -1,4 +1,5 @@
-"""confluent-kafka (murmur2_random) and aiokafka put every key on the same partition."""
+"""Tally's producer configuration (confluent-kafka, ``pipeline.infra.kafka_write``) and aiokafka
+put every key on the same partition."""
 
 from __future__ import annotations
 

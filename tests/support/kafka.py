@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipeline.infra.kafka_write import new_producer
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -48,9 +50,8 @@ def topic_partitions(bootstrap: str, name: str) -> int:
 
 
 def producer(bootstrap: str) -> Producer:
-    # murmur2_random agrees with aiokafka/faust on the partition of a key.
-    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                     "enable.idempotence": True, "linger.ms": 5})
+    """A producer configured as Tally's own (the partition aiokafka/faust give a key)."""
+    return new_producer(bootstrap)
 
 
 def consume_all(bootstrap: str, topic: str, *, expect: int | None = None,
