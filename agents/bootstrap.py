@@ -101,7 +101,8 @@ def bootstrap(settings: WorkerSettings) -> Worker:
     # Input topics are read through the reader, which owns their commits (agents/reading.py).
     reader = InOrderReader(app, settings.bootstrap, [
         *topics.sources().values(), topics.movements, topics.kit_components],
-        contiguous=[topics.movements, topics.kit_components], direct=direct)
+        contiguous=[topics.movements, topics.kit_components], direct=direct,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms)
     sources = reader.topic(*topics.sources().values())
     movements = reader.topic(topics.movements, partitions=settings.partitions)
     push = raw_topic(topics.shopify_push)

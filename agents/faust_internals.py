@@ -70,20 +70,30 @@ def unfilter_read_offsets(consumer: faust.types.ConsumerT, topics: set[str]) -> 
         topics, dict(existing))
 
 
-def read_committed(consumer: faust.types.ConsumerT) -> None:
-    """Make the aiokafka consumer faust creates read committed records only. Why: faust sets
-    ``isolation_level`` only in its own exactly-once mode, and the setting is read from the
-    private ``_isolation_level`` by aiokafka's ``Fetcher`` when the consumer starts; the consumer
-    is created by faust's private ``_create_worker_consumer``. Call before the consumer starts."""
+def configure_fetch(consumer: faust.types.ConsumerT, *, fetch_max_wait_ms: int) -> None:
+    """Make the aiokafka consumer faust creates read committed records only, and bound how long
+    the broker may hold a fetch. Why: faust sets ``isolation_level`` only in its own exactly-once
+    mode and hard-codes ``fetch_max_wait_ms=1500``; aiokafka reads both from the consumer's
+    private attributes when it builds its ``Fetcher`` at start, and the consumer is created by
+    faust's private ``_create_worker_consumer``.
+
+    The wait matters once the worker is behind: aiokafka sends no new fetch for a partition
+    whose fetched records are not consumed yet, so the next request may name only idle
+    partitions (the movements topic when records are keyed as recommended, kit components),
+    which the broker holds for the whole wait, and the busy partitions cannot be fetched until
+    it returns. At 1.5 s that cycle kept a worker with spare CPU ~2 s behind for as long as the
+    input lasted. Call before the consumer starts."""
     thread = consumer._thread  # type: ignore[attr-defined]
     create: Callable[[Any], Any] = thread._create_worker_consumer
 
-    def create_read_committed(transport: Any) -> Any:
+    def create_configured(transport: Any) -> Any:
         kafka_consumer = create(transport)
-        kafka_consumer._isolation_level = "read_committed"  # read by start()'s Fetcher
+        # Both read by start()'s Fetcher.
+        kafka_consumer._isolation_level = "read_committed"
+        kafka_consumer._fetch_max_wait_ms = fetch_max_wait_ms
         return kafka_consumer
 
-    thread._create_worker_consumer = create_read_committed
+    thread._create_worker_consumer = create_configured
 
 
 async def commit(consumer: faust.types.ConsumerT, offsets: Mapping[TP, int]) -> bool:

@@ -60,15 +60,18 @@ class InOrderReader:
     """Admits records to agents and commits their offsets (see module docstring)."""
 
     def __init__(self, app: faust.App, bootstrap: str, topics: Iterable[str],
-                 contiguous: Iterable[str] = (), direct: DirectProducer | None = None) -> None:
+                 contiguous: Iterable[str] = (), direct: DirectProducer | None = None,
+                 fetch_max_wait_ms: int = 100) -> None:
         """``topics``: the input topics; ``contiguous``: those of them that Tally writes itself
         (no transaction markers or compaction), where a hole means records were lost;
-        ``direct``: the C-backed producer, flushed before every commit too."""
+        ``direct``: the C-backed producer, flushed before every commit too;
+        ``fetch_max_wait_ms``: see ``faust_internals.configure_fetch``."""
         self.app = app
         self.direct = direct
         self.bootstrap = bootstrap
         self.topics = set(topics)
         self.contiguous = set(contiguous)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.progress: ReadProgress[TP] = ReadProgress()
         self._offsets = self._offsets_client()
         self._lookup = asyncio.Lock()
@@ -82,10 +85,11 @@ class InOrderReader:
         })
 
     def install(self) -> None:
-        """Take over from faust's read-offset filter and read committed records only; call
-        before the consumer starts."""
+        """Take over from faust's read-offset filter, read committed records only and bound
+        the fetch wait; call before the consumer starts."""
         faust_internals.unfilter_read_offsets(self.app.consumer, self.topics)
-        faust_internals.read_committed(self.app.consumer)
+        faust_internals.configure_fetch(self.app.consumer,
+                                        fetch_max_wait_ms=self.fetch_max_wait_ms)
 
     def topic(self, *names: str, **kwargs: Any) -> faust.TopicT:
         """An input topic read through this reader (faust's acks off: we commit)."""

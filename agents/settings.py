@@ -60,6 +60,10 @@ class WorkerSettings(KafkaSettings, LedgerSettings, LoggingSettings):
         "records) keeps retrying a record while Kafka is away; past it the record counts as "
         "failed (`tally_worker_delivery_failures_total`) and the worker reads its input again "
         "from the last commit", env="TALLY_PRODUCER_DELIVERY_TIMEOUT_SECONDS")
+    fetch_max_wait_ms: int = setting(
+        100, "longest the broker may hold the worker's fetch when the partitions it names have "
+        "no new records (faust's own is 1,500 ms, which kept a worker that fell behind ~2 s "
+        "behind; agents/faust_internals.py)", env="TALLY_FETCH_MAX_WAIT_MS")
     commit_interval_s: float = setting(
         1.0, "how often the worker commits the input offsets it processed in order "
         "(agents/reading.py)", env="TALLY_COMMIT_INTERVAL_SECONDS")
