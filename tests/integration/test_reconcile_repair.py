@@ -4,6 +4,7 @@ simulator)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import random
@@ -115,7 +116,9 @@ async def test_dropped_events_and_webhooks_repaired_and_explained(
                            if f"{s}@WH-ONLINE" in log) and len(log) == len(SKUS):
                         break
                     assert time.monotonic() < deadline, "changelog never caught up"
-                time.sleep(1.2)  # past the grace: the last ledger change is not "in flight"
+                # Past the grace (the last ledger change is not "in flight"), and the event loop
+                # runs meanwhile: the sink answers the last calls and writes their acks.
+                await asyncio.sleep(1.2)
                 rs = ReconcileSettings(
                     bootstrap=kafka_bootstrap, app_id=worker.app_id,
                     locations_file=str(locations_file), shops=shop_configs(sim),
@@ -138,7 +141,7 @@ async def test_dropped_events_and_webhooks_repaired_and_explained(
                 # The re-asserts go through the sink: raises wait the hold, then the ledger wins.
                 await wait_until(lambda: all(sim.level(s).get("available") == truth[s]
                                              for s in edited), 20)
-                time.sleep(1.2)
+                await asyncio.sleep(1.2)
                 second = await run_reconcile(rs, DOMAIN)
         finally:
             worker.stop()

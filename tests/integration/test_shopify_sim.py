@@ -258,7 +258,8 @@ async def test_query_over_1000_points_is_refused(
 
 async def test_throttling_follows_the_bucket_arithmetic(
         shopify_schema: Path, http: aiohttp.ClientSession) -> None:
-    config = SimConfig(seed=SEED, bucket_size=30, restore_rate=20)
+    # A slow refill (5 points/s): the 4th call is throttled unless the first three took 2 s.
+    config = SimConfig(seed=SEED, bucket_size=30, restore_rate=5)
     async with run_simulator(config) as sim:
         query = SET.replace("inventoryAdjustmentGroup { id changes "
                             "{ name delta quantityAfterChange } }\n", "")
@@ -270,16 +271,16 @@ async def test_throttling_follows_the_bucket_arithmetic(
         costs = [b["extensions"]["cost"] for b in statuses]
         assert [c["requestedQueryCost"] for c in costs] == [10, 10, 10, 10]
         assert costs[0]["throttleStatus"] == {"maximumAvailable": 30.0,
-                                              "currentlyAvailable": 20, "restoreRate": 20.0}
+                                              "currentlyAvailable": 20, "restoreRate": 5.0}
         # Three mutations of 10 drain 30 points (plus a little refill); the 4th is throttled
-        # unless 10 points came back meanwhile, which takes 0.5 s at 20/s.
+        # unless 10 points came back meanwhile, which takes 2 s at 5/s.
         throttled = statuses[3]
         assert throttled["errors"][0]["extensions"]["code"] == "THROTTLED"
         assert "data" not in throttled
         assert throttled["extensions"]["cost"]["actualQueryCost"] is None
         left = throttled["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
         assert left < 10
-        await asyncio.sleep((10 - left) / 20 + 0.1)  # the arithmetic: refill at 20 points/s
+        await asyncio.sleep((10 - left) / 5 + 0.1)  # the arithmetic: refill at 5 points/s
         body = await gql(http, sim, query, {"input": set_input(row), "key": "t-after"})
         assert body["data"]["inventorySetQuantities"]["userErrors"] == []
         assert sim.stats["throttled"] == 1

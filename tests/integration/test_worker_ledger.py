@@ -10,14 +10,15 @@ from pathlib import Path
 from pipeline.ledger.catalog import Catalog, CatalogEntry
 from pipeline.ledger.locations import load_locations
 from tests.support.fixtures import SHOP, encode, event, write_locations
-from tests.support.kafka import consume_all, producer
-from tests.support.oracle import Oracle, diff
+from tests.support.kafka import consume_all, producer, wait_caught_up
+from tests.support.oracle import Oracle
 from tests.support.worker import (
     WorkerProcess,
     produce_events,
     publish_catalog,
     read_changelog,
     records,
+    wait_for_oracle,
 )
 
 T0 = "2026-03-10T06:00:00Z"
@@ -102,8 +103,7 @@ def test_mixed_stream_gives_expected_pushes_dead_letters_and_unmapped(
             CatalogEntry(*row) for row in catalog_rows))
         oracle.feed(stream)
         assert len(oracle.rejections) == 7
-        ledger = read_changelog(kafka_bootstrap, worker.changelog_topic())
-        assert diff(ledger, oracle.positions) == []
+        assert wait_for_oracle(worker, oracle, timeout=120) == []
 
         pushes = records(kafka_bootstrap, worker.topics.shopify_push, timeout=20, idle=3)
         final = {}
@@ -140,6 +140,10 @@ def test_duplicate_only_stream_reaches_dead_letter_never(kafka_bootstrap: str,
         events = [encode(event("erp.goods_receipt", f"ERP-GR-{i}", "SKU-RETRIED-THRICE",
                                "WH-ONLINE", 1, "2026-03-10T06:00:00Z")) for i in range(20)]
         produce_events(producer(kafka_bootstrap), worker.topics, events * 3)
+        # Read the changelog once every record is applied (its writes can pause for seconds).
+        wait_caught_up(kafka_bootstrap, worker.app_id,
+                       [*worker.topics.sources().values(), worker.topics.movements], 120,
+                       worker.alive)
         ledger = read_changelog(kafka_bootstrap, worker.changelog_topic())
         position = ledger["SKU-RETRIED-THRICE@WH-ONLINE"]
         assert position.on_hand == 20
