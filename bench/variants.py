@@ -13,6 +13,8 @@ or command line, never its code:
 * ``batch_64k`` — ``PRODUCER_MAX_BATCH_SIZE=65536`` (faust's default 16 KiB per partition batch).
 * ``gzip`` — ``PRODUCER_COMPRESSION_TYPE=gzip`` (the one codec aiokafka has without extra
   packages): less for the broker to write, more for the worker to do.
+* ``fetch_wait_1500ms`` — ``TALLY_FETCH_MAX_WAIT_MS=1500`` (faust's own; Tally's default 100):
+  does the short fetch wait cost throughput?
 
 ``--variant NAME`` (repeatable) runs a subset; ``baseline`` always runs (the ratios' base).
 """
@@ -32,6 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "linger_5ms": {"extra_env": {"TALLY_PRODUCER_LINGER_MS": "5"}},  # the default until 20
     "batch_64k": {"extra_env": {"PRODUCER_MAX_BATCH_SIZE": "65536"}},
     "gzip": {"extra_env": {"PRODUCER_COMPRESSION_TYPE": "gzip"}},
+    "fetch_wait_1500ms": {"extra_env": {"TALLY_FETCH_MAX_WAIT_MS": "1500"}},
 }
 
 
