@@ -60,12 +60,12 @@ class InOrderReader:
     """Admits records to agents and commits their offsets (see module docstring)."""
 
     def __init__(self, app: faust.App, bootstrap: str, topics: Iterable[str],
-                 contiguous: Iterable[str] = (), direct: DirectProducer | None = None,
-                 fetch_max_wait_ms: int = 100) -> None:
+                 contiguous: Iterable[str] = (), direct: DirectProducer | None = None, *,
+                 fetch_max_wait_ms: int) -> None:
         """``topics``: the input topics; ``contiguous``: those of them that Tally writes itself
         (no transaction markers or compaction), where a hole means records were lost;
         ``direct``: the C-backed producer, flushed before every commit too;
-        ``fetch_max_wait_ms``: see ``faust_internals.configure_fetch``."""
+        ``fetch_max_wait_ms``: the worker's setting, see ``faust_internals.configure_fetch``."""
         self.app = app
         self.direct = direct
         self.bootstrap = bootstrap
